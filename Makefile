@@ -1,0 +1,49 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser demo test lab app bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's Chromium for the browser tests (never a browser downloaded by a test tool).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+demo: install
+	@mkdir -p build/notebooks
+ifeq ($(NOTEBOOKS),)
+	$(PY) -m capstone data
+else
+	$(PY) -m capstone.notebooks run --out build/notebooks $(NOTEBOOKS)
+endif
+
+test: install browser
+	$(PY) -m pytest --nbmake tests notebooks
+
+lab: install
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
+
+app: install
+	$(VENV)/bin/voila --Voila.ip=127.0.0.1 --no-browser notebooks/app.ipynb
+
+bench: install
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
