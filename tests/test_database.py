@@ -1,0 +1,222 @@
+"""The image database: exact top-k, similar images, tags, saving and stale-database detection."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from capstone.data import Dataset
+from capstone.database import ImageDatabase, StaleDatabaseError, top_k
+from capstone.glove import keyed_vectors
+from capstone.model import ImageEmbedder, SearchModel
+from capstone.text import STOP_WORDS, TextEmbedder
+
+KINDS = ("boat", "car", "tree", "dog")
+COLORS = ("red", "blue", "green")
+SYNONYMS = {"boat": "ship", "car": "vehicle", "tree": "pine", "dog": "puppy"}
+
+
+def tiny_glove(dim=16, seed=0):
+    """Word vectors for a few words; each synonym lies close to its word."""
+    rng = np.random.default_rng(seed)
+    words = ["a", "the", "on", "of", *COLORS, *KINDS, "grass", "water", "photo"]
+    vectors = rng.standard_normal((len(words), dim)).astype(np.float32)
+    synonyms = [SYNONYMS[kind] for kind in KINDS]
+    near = vectors[[words.index(kind) for kind in KINDS]]
+    near = near + 0.2 * rng.standard_normal(near.shape).astype(np.float32)
+    return keyed_vectors(words + synonyms + ["...", "x2"], np.vstack([vectors, near, vectors[:2]]))
+
+
+def tiny_dataset(n_images=30, seed=0, name="sample"):
+    """A synthetic :class:`Dataset`: random features, captions naming a colour and a kind."""
+    rng = np.random.default_rng(seed)
+    image_ids = np.arange(n_images, dtype=np.int64) * 7 + 11
+    captions, caption_image_ids, image_captions = [], [], {}
+    for image_id in image_ids:
+        kind, color = KINDS[image_id % len(KINDS)], COLORS[image_id % len(COLORS)]
+        texts = [f"a {color} {kind} on the grass", f"A photo of a {kind}."]
+        image_captions[int(image_id)] = texts
+        captions += texts
+        caption_image_ids += [image_id] * len(texts)
+    return Dataset(
+        name=name,
+        image_ids=image_ids,
+        features=rng.standard_normal((n_images, 512)).astype(np.float32),
+        caption_ids=np.arange(len(captions), dtype=np.int64),
+        caption_image_ids=np.array(caption_image_ids, dtype=np.int64),
+        captions=captions,
+        urls={int(i): f"file:///nonexistent/{i}.png" for i in image_ids},
+        image_captions=image_captions,
+        scenes=None,
+        missing_image_ids=np.zeros(0, dtype=np.int64),
+        n_captions_total=len(captions),
+    )
+
+
+def tiny_model(dataset, seed=0, glove=None):
+    """A real (untrained) :class:`SearchModel` over :func:`tiny_glove`."""
+    glove = tiny_glove() if glove is None else glove
+    text = TextEmbedder.fit(dataset.captions, glove, "tiny")
+    return SearchModel(ImageEmbedder(512, text.dim, seed=seed), text, {"dataset": dataset.name})
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def model(dataset):
+    return tiny_model(dataset)
+
+
+@pytest.fixture(scope="module")
+def db(model, dataset):
+    return ImageDatabase.build(model, dataset)
+
+
+# -- exact top-k -------------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(
+    scores=arrays(np.float32, st.integers(1, 3000), elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0])
+                  | st.floats(-1, 1, width=32)),
+    k=st.integers(1, 60),
+)
+def test_top_k_equals_a_full_sort(scores, k):
+    best = top_k(scores, k)
+    assert len(best) == min(k, len(scores)) == len(set(best.tolist()))
+    np.testing.assert_array_equal(scores[best], np.sort(scores)[::-1][: len(best)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(st.sampled_from(KINDS + COLORS + ("ship", "grass")), min_size=1, max_size=4),
+       k=st.integers(1, 40))
+def test_query_equals_a_brute_force_ranking(db, model, words, k):
+    text = " ".join(words)
+    results = db.query(text, k)
+    scores = db.embeddings @ model.embed_query(text)
+    expected = np.sort(scores)[::-1][: min(k, len(db))]
+    np.testing.assert_allclose([result["score"] for result in results], expected, atol=1e-6)
+    for result in results:
+        assert result["score"] == pytest.approx(scores[db.row(result["image_id"])], abs=1e-6)
+
+
+def test_results_are_cosines_best_first_with_url_and_captions(db, dataset):
+    results = db.query("a red boat", k=8)
+    scores = [result["score"] for result in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0 - 1e-6 <= score <= 1.0 + 1e-6 for score in scores)
+    for result in results:
+        assert set(result) == {"image_id", "score", "url", "captions"}
+        assert type(result["image_id"]) is int and type(result["score"]) is float
+        assert result["url"] == dataset.urls[result["image_id"]]
+        assert result["captions"] == dataset.image_captions[result["image_id"]]
+
+
+def test_embeddings_are_unit_float32_rows(db, dataset):
+    assert db.embeddings.dtype == np.float32 and db.embeddings.flags.c_contiguous
+    np.testing.assert_allclose(np.linalg.norm(db.embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(db.image_ids, dataset.image_ids)
+
+
+def test_k_beyond_the_database_returns_every_image(db):
+    results = db.query("tree", k=len(db) + 50)
+    assert sorted(result["image_id"] for result in results) == sorted(db.image_ids.tolist())
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5])
+def test_k_must_be_a_positive_whole_number(db, k):
+    with pytest.raises(ValueError, match="k must be"):
+        db.query("boat", k)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "?!...", "xqzt blorf"])
+def test_a_query_without_known_words_says_so(db, text):
+    with pytest.raises(ValueError, match="no known words") as error:
+        db.query(text)
+    assert repr(text) in str(error.value)
+
+
+def test_validation_split_holds_only_validation_images(model, dataset):
+    db = ImageDatabase.build(model, dataset, split="validation")
+    np.testing.assert_array_equal(db.image_ids, dataset.val_image_ids)
+    assert {result["image_id"] for result in db.query("boat", 100)} <= set(
+        dataset.val_image_ids.tolist()
+    )
+    with pytest.raises(ValueError, match="split must be one of"):
+        ImageDatabase.build(model, dataset, split="train")
+
+
+# -- similar images ----------------------------------------------------------------------------
+@pytest.mark.parametrize("space", ["semantic", "features"])
+def test_similar_puts_the_image_first_then_its_nearest(db, dataset, space):
+    image_id = int(dataset.image_ids[5])
+    results = db.similar(image_id, k=6, space=space)
+    assert results[0]["image_id"] == image_id and results[0]["score"] == pytest.approx(1.0)
+    vectors = db.embeddings if space == "semantic" else dataset.features
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = np.delete(vectors @ vectors[5], 5)
+    np.testing.assert_allclose(
+        [result["score"] for result in results[1:]], np.sort(scores)[::-1][:5], atol=1e-5
+    )
+    others = db.similar(image_id, k=5, space=space, include_self=False)
+    assert [result["image_id"] for result in others] == [r["image_id"] for r in results[1:]]
+
+
+def test_similar_rejects_unknown_images_and_spaces(db):
+    with pytest.raises(KeyError, match="image_id 12 is not in this database"):
+        db.similar(12)
+    with pytest.raises(ValueError, match="space must be one of semantic, features"):
+        db.similar(int(db.image_ids[0]), space="pixels")
+
+
+# -- tags --------------------------------------------------------------------------------------
+def test_tags_are_the_nearest_glove_words_without_stop_words(db, model):
+    image_id = int(db.image_ids[3])
+    tags = db.tags(image_id, n=5)
+    words = [word for word, _ in tags]
+    assert len(tags) == 5 and not set(words) & STOP_WORDS
+    assert all(word.isalpha() for word in words)  # "..." and "x2" are not words
+    glove = model.text.glove
+    candidates = [w for w in glove.index_to_key if w.isalpha() and w not in STOP_WORDS]
+    vectors = glove[candidates] / np.linalg.norm(glove[candidates], axis=1, keepdims=True)
+    scores = vectors @ db.embeddings[db.row(image_id)]
+    np.testing.assert_allclose([score for _, score in tags], np.sort(scores)[::-1][:5], atol=1e-5)
+    with pytest.raises(KeyError):
+        db.tags(12)
+
+
+# -- saving and staleness ----------------------------------------------------------------------
+def test_save_and_load_round_trip(tmp_path, db, model, dataset):
+    path = db.save(tmp_path / "db.npz")
+    loaded = ImageDatabase.load(path, model, dataset)
+    np.testing.assert_array_equal(loaded.image_ids, db.image_ids)
+    np.testing.assert_array_equal(loaded.embeddings, db.embeddings)
+    assert loaded.query("red car", 3) == db.query("red car", 3)
+
+
+def test_a_database_from_another_model_is_detected_and_rebuilt(tmp_path, db, dataset):
+    path = db.save(tmp_path / "db.npz")
+    other = tiny_model(dataset, seed=1)
+    with pytest.raises(StaleDatabaseError, match="built by another model"):
+        ImageDatabase.load(path, other, dataset)
+    rebuilt = ImageDatabase.load_or_build(other, dataset, path=path)
+    np.testing.assert_allclose(rebuilt.embeddings, other.embed_images(dataset.features), atol=1e-6)
+    ImageDatabase.load(path, other, dataset)  # saved again: now current
+
+
+def test_a_database_of_other_images_is_detected(tmp_path, db, model):
+    path = db.save(tmp_path / "db.npz")
+    with pytest.raises(StaleDatabaseError, match="does not match"):
+        ImageDatabase.load(path, model, tiny_dataset(n_images=20))
+
+
+def test_load_or_build_builds_when_missing_or_damaged(tmp_path, model, dataset):
+    path = tmp_path / "db.npz"
+    built = ImageDatabase.load_or_build(model, dataset, "validation", path=path)
+    assert path.is_file() and len(built) == len(dataset.val_image_ids)
+    path.write_bytes(b"not a zip file")
+    rebuilt = ImageDatabase.load_or_build(model, dataset, "validation", path=path)
+    np.testing.assert_array_equal(rebuilt.embeddings, built.embeddings)
+    assert ImageDatabase.load(path, model, dataset).split == "validation"
