@@ -1,0 +1,291 @@
+"""How well a model searches: triple accuracy, Recall@k and median rank, concept precision.
+
+Retrieval follows the COCO 1K protocol: 1,000 held-out (validation) images, their first five
+captions each as queries (5,000), every query searched among those 1,000 images (text to image),
+and every image searched among those 5,000 captions (image to text: the rank of its first
+correct caption). The 5K protocol does the same with 5,000 images when the validation split has
+that many. Ties count against the model: a rank is one plus the number of wrong items scoring at
+least as high as the best right one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .triples import make_triples, triple_metrics
+
+CAPTIONS_PER_IMAGE = 5
+KS = (1, 5, 10)
+
+
+# -- ranks ---------------------------------------------------------------------------------------
+def rank_of_truth(similarities, truth) -> np.ndarray:
+    """1-based rank of the (best) right item for each query.
+
+    Parameters
+    ----------
+    similarities : array-like, shape (n_queries, n_items)
+        Higher is better.
+    truth : array-like, shape (n_queries,) of int, or (n_queries, n_items) of bool
+        The right item's column, or a mask of every right item (the best one counts).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_queries,), int64
+        ``1 + #(wrong items scoring >= the best right item)``; 1 is a perfect answer.
+    """
+    similarities = np.asarray(similarities)
+    truth = np.asarray(truth)
+    if truth.dtype != bool:
+        mask = np.zeros(similarities.shape, dtype=bool)
+        mask[np.arange(len(similarities)), truth] = True
+        truth = mask
+    if truth.shape != similarities.shape or not truth.any(axis=1).all():
+        raise ValueError("every query needs at least one right item among the similarities")
+    best_right = np.where(truth, similarities, -np.inf).max(axis=1, keepdims=True)
+    return 1 + np.sum((similarities >= best_right) & ~truth, axis=1)
+
+
+def recall_at_k(ranks, k: int) -> float:
+    """Share of queries whose right item ranks in the top ``k``."""
+    return float(np.mean(np.asarray(ranks) <= k))
+
+
+def median_rank(ranks) -> float:
+    """Median of the ranks (1 is perfect)."""
+    return float(np.median(ranks))
+
+
+def rank_summary(ranks, prefix: str = "") -> dict:
+    """``recall@1/5/10`` and ``median_rank`` of ranks, keys prefixed by ``prefix``."""
+    summary = {f"{prefix}recall@{k}": recall_at_k(ranks, k) for k in KS}
+    summary[f"{prefix}median_rank"] = median_rank(ranks)
+    return summary
+
+
+# -- retrieval -----------------------------------------------------------------------------------
+def held_out_images(dataset, n_images: int, seed: int = 0) -> np.ndarray:
+    """``n_images`` validation image ids (all of them when fewer), sorted, drawn with ``seed``."""
+    image_ids = dataset.val_image_ids
+    if len(image_ids) > n_images:
+        image_ids = np.random.default_rng(seed).choice(image_ids, n_images, replace=False)
+    return np.sort(image_ids)
+
+
+def query_captions(dataset, image_ids) -> tuple[list, np.ndarray]:
+    """The first five captions of each image (in dataset order), and each caption's image."""
+    rows = np.flatnonzero(dataset.caption_mask(image_ids))
+    owners = dataset.caption_image_ids[rows]
+    order = np.argsort(owners, kind="stable")
+    rows, owners = rows[order], owners[order]
+    first = np.searchsorted(owners, owners)  # each image's first caption position
+    keep = np.arange(len(rows)) - first < CAPTIONS_PER_IMAGE
+    return [dataset.captions[row] for row in rows[keep]], owners[keep]
+
+
+def retrieval_metrics(model, dataset, image_ids) -> dict:
+    """Text-to-image and image-to-text ranks of ``image_ids`` and their first five captions."""
+    captions, caption_owner = query_captions(dataset, image_ids)
+    text = model.embed_text(captions)
+    images = model.embed_images(dataset.features_of(image_ids))
+    similarities = text @ images.T  # (n_captions, n_images)
+    right = caption_owner[:, None] == np.asarray(image_ids)[None, :]
+    return {
+        **rank_summary(rank_of_truth(similarities, right)),
+        **rank_summary(rank_of_truth(similarities.T, right.T), "i2t_"),
+    }
+
+
+# -- concepts (the sample's scene records) -------------------------------------------------------
+def scene_concepts(scene: dict) -> set:
+    """The words a scene record makes true: its background and its objects' kinds and colours."""
+    return {scene["background"]} | {word for item in scene["objects"]
+                                     for word in (item["kind"], item["color"])}
+
+
+def concept_precision(model, dataset, image_ids, k: int = 10) -> dict:
+    """Precision@k of one-word concept queries among ``image_ids`` (datasets with scenes).
+
+    Every concept of the scene records (object kind, colour, background) is a query; a hit is a
+    top-``k`` image whose scene has that concept. Concepts the text embedder does not know are
+    skipped.
+
+    Returns
+    -------
+    dict
+        ``mean`` and ``per_concept`` (concept -> precision).
+    """
+    truth = [scene_concepts(dataset.scenes[int(image_id)]) for image_id in image_ids]
+    images = model.embed_images(dataset.features_of(image_ids))
+    per_concept = {}
+    for concept in sorted(set().union(*truth)):
+        try:
+            query = model.embed_query(concept)
+        except ValueError:
+            continue
+        top = np.argsort(-(images @ query), kind="stable")[:k]
+        per_concept[concept] = float(np.mean([concept in truth[i] for i in top]))
+    return {"mean": float(np.mean(list(per_concept.values()))), "per_concept": per_concept}
+
+
+def chance_concept_precision(dataset, image_ids) -> dict:
+    """What random top-k lists score on average: each concept's share of ``image_ids``."""
+    truth = [scene_concepts(dataset.scenes[int(image_id)]) for image_id in image_ids]
+    per_concept = {c: float(np.mean([c in t for t in truth])) for c in sorted(set().union(*truth))}
+    return {"mean": float(np.mean(list(per_concept.values()))), "per_concept": per_concept}
+
+
+# -- all together ----------------------------------------------------------------------------------
+def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = True,
+             margin: float = 0.25) -> dict:
+    """Every metric of a model on a dataset's held-out (validation) images.
+
+    Parameters
+    ----------
+    model : capstone.model.SearchModel
+    dataset : capstone.data.Dataset
+    n_images : int
+        Images of the small retrieval protocol (COCO 1K); fewer when the split is smaller.
+    seed : int
+        Which validation images the 1K and 5K protocols draw.
+    concepts : bool
+        Add ``concept_precision@10`` where the dataset has scene records.
+    margin : float
+        Margin of the reported validation triple loss.
+
+    Returns
+    -------
+    dict
+        ``triple_accuracy`` (fixed hard validation triples), ``triple_accuracy_random``,
+        ``triple_loss``, ``recall@1/5/10`` and ``median_rank`` (text to image, 1K),
+        ``i2t_recall@1/5/10`` and ``i2t_median_rank`` (image to text, 1K), ``n_images``; with
+        5,000 or more validation images the same under ``5k_`` prefixes (else ``None``); on the
+        sample ``concept_precision@10`` and ``concept_precision@10_per_concept``.
+    """
+    caption_embeddings = model.embed_text(dataset.captions)
+    image_embeddings = model.embed_images(dataset.features)
+    hard, random = (
+        triple_metrics(image_embeddings, caption_embeddings,
+                       make_triples(dataset, caption_embeddings, split="validation",
+                                    negatives=kind), margin)
+        for kind in ("hard", "random")
+    )
+    image_ids = held_out_images(dataset, n_images, seed)
+    metrics = {
+        "triple_accuracy": hard["accuracy"], "triple_accuracy_random": random["accuracy"],
+        "triple_loss": hard["loss"], "n_images": int(len(image_ids)),
+        **retrieval_metrics(model, dataset, image_ids),
+    }
+    big = 5 * n_images
+    if len(dataset.val_image_ids) >= big:
+        five_k = retrieval_metrics(model, dataset, held_out_images(dataset, big, seed))
+    else:
+        five_k = dict.fromkeys(rank_summary([1]).keys() | rank_summary([1], "i2t_").keys())
+    metrics.update({f"5k_{name}": value for name, value in sorted(five_k.items())})
+    if concepts and dataset.scenes:
+        precision = concept_precision(model, dataset, image_ids)
+        metrics["concept_precision@10"] = precision["mean"]
+        metrics["concept_precision@10_per_concept"] = precision["per_concept"]
+    return metrics
+
+
+def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = True) -> dict:
+    """What random rankings score on the same protocol (same keys as :func:`evaluate`).
+
+    Text to image: ``R@k = k / n``, median rank ``(n + 1) / 2``. Image to text (five right
+    captions among ``5n``): ``R@k = 1 - C(5n - 5, k) / C(5n, k)``, median of the first right
+    caption's rank from the same law. Triple accuracy is 0.5.
+    """
+    image_ids = held_out_images(dataset, n_images, seed)
+    n = len(image_ids)
+    metrics = {"triple_accuracy": 0.5, "triple_accuracy_random": 0.5, "n_images": n}
+    metrics.update({f"recall@{k}": k / n for k in KS})
+    metrics["median_rank"] = (n + 1) / 2
+    n_captions = CAPTIONS_PER_IMAGE * n
+    wrong_left = np.arange(n_captions - CAPTIONS_PER_IMAGE, 0, -1)  # P(rank > r) = prod of these
+    first_right_cdf = 1 - np.cumprod(np.r_[1.0, wrong_left / (wrong_left + CAPTIONS_PER_IMAGE)])
+    metrics.update({f"i2t_recall@{k}": float(first_right_cdf[k]) for k in KS})
+    metrics["i2t_median_rank"] = float(np.searchsorted(first_right_cdf, 0.5))
+    if concepts and dataset.scenes:
+        metrics["concept_precision@10"] = chance_concept_precision(dataset, image_ids)["mean"]
+    return metrics
+
+
+def untrained_like(model):
+    """The model before training: same text embedder, image layer freshly initialised with the
+    seed the model was trained with."""
+    from .model import ImageEmbedder, SearchModel
+
+    seed = model.info.get("settings", {}).get("seed", 0)
+    image = ImageEmbedder(*model.image.shape, seed=seed)
+    return SearchModel(image, model.text, {**model.info, "metrics": {}})
+
+
+def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
+    """Metrics of the trained model, the untrained one (same seed) and chance, side by side.
+
+    Returns
+    -------
+    dict
+        ``{"trained": {...}, "untrained": {...}, "chance": {...}}`` with :func:`evaluate`'s keys
+        (per-concept breakdowns left out).
+    """
+    table = {
+        "trained": evaluate(model, dataset, n_images=n_images, seed=seed),
+        "untrained": evaluate(untrained_like(model), dataset, n_images=n_images, seed=seed),
+        "chance": chance(dataset, n_images=n_images, seed=seed),
+    }
+    for column in table.values():
+        column.pop("concept_precision@10_per_concept", None)
+    return table
+
+
+def format_table(table: dict) -> str:
+    """A dict of metric dicts (columns) as an aligned text table; missing values as ``-``."""
+    columns = list(table)
+    names = [name for name in table[columns[0]] if not isinstance(table[columns[0]][name], dict)]
+    width = max(map(len, names))
+
+    def cell(value):
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
+
+    lines = [" " * width + "".join(f"{c:>12}" for c in columns)]
+    lines += [name.ljust(width) + "".join(f"{cell(table[c].get(name)):>12}" for c in columns)
+              for name in names]
+    return "\n".join(lines)
+
+
+# -- command line ----------------------------------------------------------------------------------
+def add_cli(subparsers) -> None:
+    """Add ``evaluate``."""
+    parser = subparsers.add_parser(
+        "evaluate", help="triple accuracy, Recall@k and median rank of a trained model"
+    )
+    parser.add_argument("--dataset", help="sample or coco (default: $CAPSTONE_DATASET / sample)")
+    parser.add_argument("--model", help="model file (.npz; default: the dataset's model)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--compare", action="store_true",
+                        help="also the untrained model and chance, side by side")
+    parser.set_defaults(func=run_evaluate_cli)
+
+
+def run_evaluate_cli(args) -> int:
+    """``python -m capstone evaluate``."""
+    from .data import load_dataset
+    from .model import load_model
+
+    dataset = load_dataset(args.dataset)
+    model = load_model(args.model, dataset=dataset)
+    if args.compare:
+        result = compare(dataset, model)
+    else:
+        result = evaluate(model, dataset)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(result if args.compare else {"trained": result}))
+    return 0

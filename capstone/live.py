@@ -1,0 +1,173 @@
+"""Live training curves in Jupyter, with noggin recording the metrics and drawing the figure.
+
+noggin 0.10 only animates under the classic ``nbAgg`` backend, which JupyterLab 4 and Notebook 7
+do not run, and an ipympl figure stays blank under "Run All" until the kernel is idle. What works
+in both is an ordinary PNG re-shown through an IPython display handle: :class:`LivePlot` lets
+noggin record and draw, and, at most every so often, pushes a fresh PNG of the figure to one
+display slot. Outside a Jupyter kernel it only records, and draws the final figure at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from collections import deque
+
+import noggin
+
+
+def in_jupyter_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (where a front end can show live output)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def figure_png(figure) -> bytes:
+    """The figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+class LivePlot:
+    """noggin's plot of train/validation metrics, shown live in a notebook through a display handle.
+
+    Parameters
+    ----------
+    metrics : sequence of str
+        Metric names, one panel each.
+    live : bool, optional
+        Push updates while training; by default only inside a Jupyter kernel.
+    display : callable, optional
+        ``display(obj, display_id=True) -> handle`` with ``handle.update(obj)``; by default
+        :func:`IPython.display.display`. Tests pass a fake.
+    max_fraction_spent_plotting : float
+        Redraw only while the mean redraw time stays below this share of the time between
+        redraws (noggin's rule).
+    min_interval : float
+        Seconds between two redraws at least.
+    last_n_batches : int, optional
+        Show only the latest batches (noggin's option).
+    clock : callable
+        Seconds as a float; tests pass a fake.
+
+    Attributes
+    ----------
+    plotter : noggin.LivePlot
+        The metric recorder (``plotter.train_metrics``, ``plotter.test_metrics``).
+    figure : matplotlib.figure.Figure
+    n_updates : int
+        PNGs pushed to the display so far.
+    """
+
+    def __init__(
+        self,
+        metrics=("loss", "accuracy"),
+        *,
+        live: bool | None = None,
+        display=None,
+        max_fraction_spent_plotting: float = 0.1,
+        min_interval: float = 0.5,
+        last_n_batches: int | None = None,
+        clock=time.perf_counter,
+    ):
+        with warnings.catch_warnings():  # noggin warns that its own (nbAgg) live mode is off
+            warnings.simplefilter("ignore")
+            self.plotter, self.figure, _ = noggin.create_plot(
+                list(metrics),
+                max_fraction_spent_plotting=0.0,
+                last_n_batches=last_n_batches,
+                ncols=len(metrics),
+                figsize=(4.5 * len(metrics), 3.5),
+            )
+        self.live = in_jupyter_kernel() if live is None else live
+        self.max_fraction_spent_plotting = max_fraction_spent_plotting
+        self.min_interval = min_interval
+        self.clock = clock
+        self.n_updates = 0
+        self._plot_seconds = deque(maxlen=4)
+        self._last_update = clock()
+        self._handle = None
+        if self.live:
+            import matplotlib.pyplot as plt
+
+            plt.close(self.figure)  # shown through the handle only, not again at the cell's end
+            if display is None:
+                from IPython.display import display
+            self._display = display
+
+    # -- recording (noggin's interface) --------------------------------------------------------
+    @property
+    def train_metrics(self) -> dict:
+        """noggin's record of the training metrics (batch and epoch level)."""
+        return self.plotter.train_metrics
+
+    @property
+    def test_metrics(self) -> dict:
+        """noggin's record of the validation metrics."""
+        return self.plotter.test_metrics
+
+    def set_train_batch(self, metrics: dict, batch_size: int):
+        """Record one training batch's metrics; redraw if due."""
+        self.plotter.set_train_batch(metrics, batch_size=batch_size, plot=False)
+        self.update()
+
+    def set_train_epoch(self):
+        """Close a training epoch (epoch means of the batches)."""
+        self.plotter.set_train_epoch()
+
+    def set_test_batch(self, metrics: dict, batch_size: int):
+        """Record validation metrics."""
+        self.plotter.set_test_batch(metrics, batch_size=batch_size)
+
+    def set_test_epoch(self):
+        """Close a validation epoch and redraw, if due."""
+        self.plotter.set_test_epoch()
+        self.update()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def due(self) -> bool:
+        """Whether a live redraw is allowed now by the rate limits."""
+        if not self.live:
+            return False
+        elapsed = self.clock() - self._last_update
+        mean_plot = sum(self._plot_seconds) / len(self._plot_seconds) if self._plot_seconds else 0
+        return (
+            elapsed >= self.min_interval
+            and mean_plot <= self.max_fraction_spent_plotting * (elapsed + mean_plot)
+        )
+
+    def update(self, force: bool = False) -> bool:
+        """Redraw and push a new PNG to the display when live and due (or forced).
+
+        Returns
+        -------
+        bool
+            Whether a PNG was pushed.
+        """
+        if not (self.live and (force or self.due())):
+            return False
+        from IPython.display import Image
+
+        start = self.clock()
+        self.plotter.plot()
+        image = Image(data=figure_png(self.figure), format="png")
+        if self._handle is None:
+            self._handle = self._display(image, display_id=True)
+        else:
+            self._handle.update(image)
+        self._last_update = self.clock()
+        self._plot_seconds.append(self._last_update - start)
+        self.n_updates += 1
+        return True
+
+    def close(self):
+        """Draw everything recorded; push the final PNG when live. Returns the figure."""
+        if not self.update(force=True):
+            self.plotter.plot()
+        return self.figure
