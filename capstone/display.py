@@ -1,0 +1,187 @@
+"""Showing images: fetch one by url (local, cached, or not at all), draw a grid of them.
+
+A grid never fails half way: an image that cannot be fetched becomes a placeholder tile with
+its id and first caption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import textwrap
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+
+from .paths import atomic_write, cache_dir
+
+UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
+_unreachable_until: dict[str, float] = {}
+
+
+def image_cache_path(url: str) -> Path:
+    """Where :func:`load_image` caches the image at an http(s) ``url``."""
+    suffix = Path(urllib.parse.urlparse(url).path).suffix.lower() or ".jpg"
+    return cache_dir() / "images" / f"{hashlib.sha1(url.encode()).hexdigest()}{suffix}"
+
+
+def load_image(url: str | None, *, timeout: float = 3.0, cache: bool = True):
+    """Fetch the image at ``url``; ``None`` when it cannot be fetched (never an exception).
+
+    Parameters
+    ----------
+    url : str or None
+        A ``file://`` url (read locally) or an ``http(s)://`` one (downloaded once, then read
+        from :func:`image_cache_path`).
+    timeout : float
+        Seconds to wait for a server. A host that does not answer is skipped for
+        :data:`UNREACHABLE_SECONDS`, so a grid of images from an unreachable host costs one
+        timeout, not one per image.
+    cache : bool
+        Keep downloads on disk and read them from there.
+
+    Returns
+    -------
+    PIL.Image.Image or None
+    """
+    try:
+        parsed = urllib.parse.urlparse(url or "")
+        if parsed.scheme == "file":
+            path = urllib.request.url2pathname(urllib.parse.unquote(parsed.path))
+            return _opened(path)
+        if parsed.scheme not in ("http", "https"):
+            return None
+        cached = image_cache_path(url)
+        if cache and cached.is_file():
+            return _opened(cached)
+        if _unreachable_until.get(parsed.netloc, 0.0) > time.monotonic():
+            return None
+        data = _download(url, parsed.netloc, timeout)
+        if data is None:
+            return None
+        image = _opened(io.BytesIO(data))
+        if image is not None and cache:
+            atomic_write(cached, lambda tmp: tmp.write_bytes(data))
+        return image
+    except (OSError, ValueError):
+        return None
+
+
+def _opened(source):
+    """The decoded image at ``source`` (path or file object), or ``None``."""
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return image
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _download(url: str, host: str, timeout: float) -> bytes | None:
+    """The body at ``url``, or ``None``; a host that cannot be reached is remembered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError:  # the server answered: only this image is missing
+        return None
+    except (OSError, ValueError):  # no connection, timeout, bad url
+        _unreachable_until[host] = time.monotonic() + UNREACHABLE_SECONDS
+        return None
+
+
+def _tiles(images, dataset, scores):
+    """``(image_id, url, captions, score)`` per image id or search-result dict."""
+    images = list(images)
+    if scores is None:
+        scores = [image.get("score") if isinstance(image, dict) else None for image in images]
+    if len(scores) != len(images):
+        raise ValueError(f"{len(images)} images but {len(scores)} scores; give one per image")
+    tiles = []
+    for image, score in zip(images, scores):
+        if isinstance(image, dict):
+            tiles.append((int(image["image_id"]), image.get("url"), image.get("captions"), score))
+            continue
+        if dataset is None:
+            from .data import load_dataset
+
+            dataset = load_dataset()
+        image_id = int(image)
+        tiles.append(
+            (image_id, dataset.urls.get(image_id), dataset.image_captions.get(image_id), score)
+        )
+    return tiles
+
+
+def tile_title(image_id: int, caption: str | None, score: float | None, width: int = 28) -> str:
+    """A tile's title: score and id on the first line, then the caption wrapped to ``width``."""
+    head = f"#{image_id}" if score is None else f"{score:.3f}  #{image_id}"
+    return head + ("\n" + textwrap.fill(caption, width) if caption else "")
+
+
+def show_images(
+    images, dataset=None, captions: bool = True, scores=None, ncols: int | None = None, fig=None
+):
+    """Draw images in a grid, each titled with its score, id and first caption.
+
+    Parameters
+    ----------
+    images : sequence of int or of dict
+        Image ids, or search results (dicts with ``image_id``, ``url``, ``captions`` and
+        ``score``, as :meth:`capstone.database.ImageDatabase.query` returns).
+    dataset : capstone.data.Dataset, optional
+        Where image ids' urls and captions come from; loaded with
+        :func:`capstone.data.load_dataset` when needed and not given.
+    captions : bool
+        Show each image's first caption.
+    scores : sequence of float, optional
+        One per image, shown in the titles (default: the results' scores, if any).
+    ncols : int, optional
+        Columns of the grid (default: up to 5).
+    fig : matplotlib.figure.Figure, optional
+        Draw into this figure (cleared first) instead of a new one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        In a notebook, end the line with ``;`` so the figure is not shown twice.
+    """
+    import matplotlib.pyplot as plt
+
+    tiles = _tiles(images, dataset, scores)
+    ncols = max(1, min(ncols or 5, len(tiles) or 1))
+    nrows = max(1, math.ceil(len(tiles) / ncols))
+    if fig is None:
+        fig = plt.figure(figsize=(2.8 * ncols, 3.3 * nrows))
+    fig.clear()
+    for index, (image_id, url, image_captions, score) in enumerate(tiles):
+        ax = fig.add_subplot(nrows, ncols, index + 1)
+        caption = image_captions[0] if captions and image_captions else None
+        ax.set_title(tile_title(image_id, caption, score), fontsize=8)
+        ax.set_axis_off()
+        image = load_image(url)
+        if image is not None:
+            ax.imshow(image)
+        else:
+            _draw_placeholder(ax, image_id, image_captions[0] if image_captions else "")
+    fig.tight_layout()
+    return fig
+
+
+def show_results(results, **options):
+    """Draw search results (dicts from ``query`` or ``similar``); see :func:`show_images`."""
+    return show_images(results, **options)
+
+
+def _draw_placeholder(ax, image_id: int, caption: str) -> None:
+    """A grey tile saying the image could not be fetched, with its id and caption."""
+    ax.set_facecolor("0.9")
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    text = f"image {image_id}\nnot available\n\n" + textwrap.fill(caption, 24)
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, transform=ax.transAxes)
