@@ -1,0 +1,135 @@
+"""The live search box, driven from Python: typing, the slider, "more like this", messages."""
+
+import asyncio
+import threading
+import time
+
+import ipywidgets as widgets
+import pytest
+from PIL import Image
+from test_database import tiny_dataset, tiny_model
+
+from capstone.database import ImageDatabase
+from capstone.widgets import example_words, search_box
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    dataset = tiny_dataset()
+    picture = tmp_path_factory.mktemp("images") / "one.png"
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(picture)
+    for image_id in dataset.image_ids[::2]:  # half the images load, half are placeholders
+        dataset.urls[int(image_id)] = picture.as_uri()
+    return ImageDatabase.build(tiny_model(dataset), dataset)
+
+
+def classes(widget):
+    return set(widget._dom_classes)
+
+
+def test_the_box_has_the_css_classes_a_browser_test_finds(db):
+    box = search_box(db, debounce=0)
+    assert isinstance(box, widgets.VBox)
+    assert "capstone-query" in classes(box.query) and box.query.continuous_update
+    assert "capstone-results" in classes(box.results)
+    assert "capstone-message" in classes(box.message)
+    assert box.results.children == () and str(len(db)) in box.message.value  # a hint at first
+
+
+def test_typing_shows_the_top_results(db):
+    box = search_box(db, k=4, debounce=0)
+    box.query.value = "green boat"
+    expected = db.query("green boat", 4)
+    tiles = box.results.children
+    assert len(tiles) == 4 and all("capstone-result" in classes(tile) for tile in tiles)
+    assert [tile.image_id for tile in tiles] == [result["image_id"] for result in expected]
+    assert box.message.value == "" and box.message.layout.display == "none"
+    for tile, result in zip(tiles, expected):
+        picture, label, button = tile.children
+        loads = not result["url"].startswith("file:///nonexistent")
+        assert isinstance(picture, widgets.Image if loads else widgets.HTML)
+        if loads:
+            assert picture.value[:8] == b"\x89PNG\r\n\x1a\n"
+        else:
+            assert f"image {result['image_id']}" in picture.value
+        assert f"{result['score']:.3f}" in label.value
+        assert result["captions"][0].replace("'", "&#x27;") in label.value
+        assert button.description == "more like this"
+
+
+def test_the_slider_sets_how_many(db):
+    box = search_box(db, k=3, debounce=0)
+    box.query.value = "tree"
+    assert len(box.results.children) == 3
+    box.slider.value = 7
+    assert len(box.results.children) == 7
+
+
+def test_no_known_words_shows_a_friendly_message(db):
+    box = search_box(db, debounce=0)
+    box.query.value = "red car"
+    box.query.value = "xqzt"
+    assert box.results.children == ()
+    assert "No known words in &#x27;xqzt&#x27; — try words like" in box.message.value
+    assert box.message.layout.display is None
+    for word in example_words(db.model):
+        assert word in box.message.value
+    assert box.search("blue") and box.message.value == ""
+
+
+def test_more_like_this_shows_similar_images(db):
+    box = search_box(db, k=5, debounce=0)
+    box.query.value = "blue dog"
+    tile = box.results.children[2]
+    tile.children[2].click()
+    expected = [result["image_id"] for result in db.similar(tile.image_id, 5)]
+    assert [t.image_id for t in box.results.children] == expected
+    assert expected[0] == tile.image_id and f"#{tile.image_id}" in box.message.value
+
+
+def test_typing_fast_runs_one_search_after_a_pause(db, monkeypatch):
+    queries = []
+    query = db.query
+    monkeypatch.setattr(db, "query", lambda text, k: queries.append(text) or query(text, k))
+
+    async def type_fast():
+        box = search_box(db, k=3, debounce=0.05)
+        for text in ["r", "re", "red", "red ", "red c", "red car"]:
+            box.query.value = text
+        await asyncio.sleep(0.02)
+        assert queries == []
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if box.results.children:
+                return box
+        raise AssertionError("no results after 2 s")
+
+    box = asyncio.run(type_fast())
+    assert queries == ["red car"]
+    assert [t.image_id for t in box.results.children] == [
+        result["image_id"] for result in query("red car", 3)
+    ]
+
+
+def test_a_slow_stale_search_never_replaces_a_newer_one(db, monkeypatch):
+    query, started = db.query, threading.Event()
+
+    def slow_for_boat(text, k):
+        if text == "boat":
+            started.set()
+            time.sleep(0.3)
+        return query(text, k)
+
+    monkeypatch.setattr(db, "query", slow_for_boat)
+
+    async def scenario():
+        box = search_box(db, k=2, debounce=0.01)
+        box.query.value = "boat"
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        box.query.value = "car"
+        await asyncio.sleep(0.6)  # the boat search finishes last
+        return box
+
+    box = asyncio.run(scenario())
+    assert [t.image_id for t in box.results.children] == [r["image_id"] for r in query("car", 2)]
