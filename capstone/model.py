@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -225,11 +224,6 @@ class SearchModel:
         )
 
 
-def default_dataset_name() -> str:
-    """The dataset used when none is named: ``$CAPSTONE_DATASET``, else ``"sample"``."""
-    return os.environ.get("CAPSTONE_DATASET") or "sample"
-
-
 def load_model(path=None, *, dataset=None, glove=None) -> SearchModel:
     """Load a trained model.
 
@@ -239,7 +233,7 @@ def load_model(path=None, *, dataset=None, glove=None) -> SearchModel:
         The ``.npz`` file; by default ``capstone.paths.default_model_path(dataset)`` (which
         ``$CAPSTONE_MODEL`` overrides).
     dataset : str or capstone.data.Dataset, optional
-        Whose default model to load; by default ``$CAPSTONE_DATASET`` or ``"sample"``.
+        Whose default model to load; by default :func:`capstone.data.default_dataset_name`.
     glove : gensim KeyedVectors, optional
         Word vectors to use instead of loading them by name.
 
@@ -248,11 +242,14 @@ def load_model(path=None, *, dataset=None, glove=None) -> SearchModel:
     MissingFileError
         When there is no such file; the message names the command that trains one.
     """
+    from .data import default_dataset_name
+
     name = getattr(dataset, "name", dataset) or default_dataset_name()
     path = Path(path) if path is not None else default_model_path(name)
     if not path.is_file():
+        out = f" --out {path}" if path != default_model_path(name) else ""
         raise MissingFileError(
-            f"no trained model at {path}; train one with `python -m capstone train --dataset "
-            f"{name}`" + (f" --out {path}" if path != default_model_path(name) else "")
+            f"no trained model at {path}; train one with "
+            f"`python -m capstone train --dataset {name}{out}`"
         )
     return SearchModel.load(path, glove=glove)
