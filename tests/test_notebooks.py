@@ -1,0 +1,116 @@
+"""The committed notebooks are clean and thin; the runner executes, exports and names failures.
+
+Executing the course notebooks themselves is ``pytest --nbmake notebooks`` (see the Makefile).
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from capstone.notebooks import NotebookError, has_outputs, run_notebook, strip_notebook
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = (
+    "01_data_exploration.ipynb",
+    "02_text_embedding.ipynb",
+    "03_triples.ipynb",
+    "04_training.ipynb",
+    "05_search.ipynb",
+    "app.ipynb",
+)
+ALLOWED_IMPORTS = {"capstone", "numpy", "matplotlib", "IPython", "ipywidgets"}
+MAX_CELL_LINES = 12
+
+
+def read(name):
+    path = NOTEBOOK_DIR / name
+    assert path.is_file(), f"{path} is missing"
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def imported_modules(source: str) -> set:
+    """Top-level names imported by a cell (IPython magics and shell lines left out)."""
+    python = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    modules = set()
+    for node in ast.walk(ast.parse(python)):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add("capstone" if node.level else node.module.split(".")[0])
+    return modules
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_has_no_outputs(name):
+    notebook = read(name)
+    assert code_cells(notebook), f"{name} has no code"
+    assert not has_outputs(notebook), f"run `python -m capstone.notebooks strip notebooks/{name}`"
+    assert "widgets" not in notebook.metadata
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_cells_are_short_and_import_only_the_package_and_basics(name):
+    for index, cell in enumerate(code_cells(read(name))):
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        assert len(lines) <= MAX_CELL_LINES, f"{name} code cell {index}: move logic into capstone"
+        outside = imported_modules(cell.source) - ALLOWED_IMPORTS - sys.stdlib_module_names
+        assert not outside, f"{name} code cell {index} imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_tells_a_story(name):
+    notebook = read(name)
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
+    prose = [cell for cell in notebook.cells if cell.cell_type == "markdown"]
+    assert len(prose) >= len(code_cells(notebook)) // 3, f"{name}: explain the code in prose"
+
+
+def test_imported_modules_sees_plain_relative_and_dotted_imports():
+    source = "%matplotlib inline\nimport numpy as np, os.path\nfrom scipy import stats\nfrom . import x"
+    assert imported_modules(source) == {"numpy", "os", "scipy", "capstone"}
+
+
+def test_strip_removes_outputs_and_counts_and_is_idempotent(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3)
+    cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)]
+    cell.metadata["execution"] = {"iopub.status.busy": "2024-01-01T00:00:00Z"}
+    notebook.cells = [cell]
+    notebook.metadata["widgets"] = {"state": {}}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(notebook, path)
+    assert strip_notebook(path) is True
+    stripped = nbformat.read(path, as_version=4)
+    assert not has_outputs(stripped) and "widgets" not in stripped.metadata
+    assert stripped.cells[0].source == "1 + 1" and "execution" not in stripped.cells[0].metadata
+    assert strip_notebook(path) is False
+
+
+def test_run_names_the_failing_cell_and_keeps_the_partial_copy(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import os\nprint(os.getcwd())"),
+        nbformat.v4.new_code_cell("\nboom = 1\n1 / 0"),
+        nbformat.v4.new_code_cell("print('not reached')"),
+    ]
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nbformat.write(notebook, folder / "bad.ipynb")
+    with pytest.raises(NotebookError, match=r"bad.ipynb: cell 1 \(boom = 1\).*ZeroDivisionError"):
+        run_notebook(folder / "bad.ipynb", tmp_path / "out")
+    executed = nbformat.read(tmp_path / "out" / "bad.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"].strip() == str(folder.resolve())
+    assert not executed.cells[2].outputs
+    assert "ZeroDivisionError" in (tmp_path / "out" / "bad.html").read_text()
+
+
+def test_run_refuses_a_missing_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no notebook"):
+        run_notebook(tmp_path / "nope.ipynb", tmp_path / "out")
