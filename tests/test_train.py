@@ -1,0 +1,203 @@
+"""Training: the loss by hand, gradients, learning, keeping the best model, live curves, CLI."""
+
+import numpy as np
+import pytest
+from test_triples import DATASET, EMBEDDINGS, GLOVE, TEXT
+
+from capstone.live import LivePlot
+from capstone.model import ImageEmbedder, SearchModel
+from capstone.train import PRESETS, cosine_triple_loss, resolve_settings, train
+from capstone.triples import make_triples, triple_metrics
+
+FAST = dict(text=TEXT, plot=False, progress=False, n_candidates=10)
+
+
+def two_d_embedder():
+    image = ImageEmbedder(2, 2, seed=0)
+    image.dense.weight.data[...] = np.eye(2)
+    return image
+
+
+def test_loss_matches_a_hand_computation():
+    text = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
+    good = np.array([[2.0, 0.0], [0.0, 3.0], [3.0, 4.0]], np.float32)  # unit: e1, e2, (.6, .8)
+    bad = np.array([[1.0, 1.0], [4.0, 3.0], [0.0, 5.0]], np.float32)  # (.707, .707), (.8, .6), e2
+    loss, sim_good, sim_bad = cosine_triple_loss(two_d_embedder(), text, good, bad, 0.25)
+    np.testing.assert_allclose(sim_good, [1.0, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(sim_bad, [np.sqrt(0.5), 0.6, 0.8], rtol=1e-6)
+    by_hand = (max(0, 0.25 - (1 - np.sqrt(0.5))) + max(0, 0.25 - 0.4) + max(0, 0.25 - 0.2)) / 3
+    assert loss.item() == pytest.approx(by_hand, rel=1e-5)  # only triples 1 and 3 count
+
+
+def test_gradient_matches_finite_differences_and_does_not_accumulate():
+    image = ImageEmbedder(512, TEXT.dim, seed=1)
+    triples = make_triples(DATASET, EMBEDDINGS, seed=0)
+    batch = (EMBEDDINGS[triples.caption_rows[:32]], DATASET.features[triples.good_rows[:32]],
+             DATASET.features[triples.bad_rows[:32]])
+    grads = []
+    for _ in range(2):  # a second backward on a new graph must not add to the first
+        loss, *_ = cosine_triple_loss(image, *batch, 0.25)
+        loss.backward()
+        grads.append(image.dense.weight.grad.copy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+    row, column = np.unravel_index(np.abs(grads[0]).argmax(), grads[0].shape)
+    step, values = 1e-2, []
+    for sign in (1, -1):
+        image.dense.weight.data[row, column] += sign * step
+        values.append(cosine_triple_loss(image, *batch, 0.25)[0].item())
+        image.dense.weight.data[row, column] -= sign * step
+    assert (values[0] - values[1]) / (2 * step) == pytest.approx(grads[0][row, column], rel=0.05)
+
+
+def validation_accuracy(model):
+    triples = make_triples(DATASET, EMBEDDINGS, split="validation")
+    return triple_metrics(model.embed_images(DATASET.features), EMBEDDINGS, triples, 0.25)
+
+
+def test_training_improves_validation_triple_accuracy():
+    model, history = train(DATASET, epochs=3, out=False, **FAST)
+    untrained = SearchModel(ImageEmbedder(512, TEXT.dim, seed=0), TEXT)
+    before, after = validation_accuracy(untrained), validation_accuracy(model)
+    assert after["accuracy"] > before["accuracy"] + 0.15
+    assert after["loss"] < before["loss"]
+    assert [record["epoch"] for record in history.records] == [1, 2, 3]
+    best = max(history.records, key=lambda record: record["val_accuracy"])
+    assert after["accuracy"] == pytest.approx(best["val_accuracy"])
+    assert model.info["metrics"]["triple_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert model.info["settings"]["optimizer"] == PRESETS["default"]["optimizer"]
+
+
+def test_the_same_seed_trains_the_same_model():
+    runs = [train(DATASET, epochs=1, out=False, seed=7, **FAST)[0].checksum for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert train(DATASET, epochs=1, out=False, seed=8, **FAST)[0].checksum != runs[0]
+
+
+def test_interrupt_returns_the_saved_best_model(tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    snapshots = {}
+
+    def interrupt_in_epoch_two(epoch, batch_index, metrics):
+        if epoch == 2 and batch_index == 0:
+            snapshots["after epoch 1"] = SearchModel.load(out, glove=GLOVE).checksum
+        if epoch == 2 and batch_index == 3:
+            raise KeyboardInterrupt
+
+    model, history = train(DATASET, epochs=5, out=out, on_batch=interrupt_in_epoch_two, **FAST)
+    assert history.interrupted and history.best_epoch == 1 and len(history.records) == 1
+    assert model.checksum == SearchModel.load(out, glove=GLOVE).checksum
+    assert model.checksum == snapshots["after epoch 1"]
+    assert "interrupted in epoch 2: returning the best model so far (epoch 1" in capsys.readouterr().out
+
+
+def test_best_model_is_saved_with_settings_and_metrics(tmp_path):
+    out = tmp_path / "model.npz"
+    model, history = train(DATASET, epochs=2, out=out, preset="course", lr=0.05, **FAST)
+    saved = SearchModel.load(out, glove=GLOVE)
+    assert saved.checksum == model.checksum
+    assert saved.info["settings"] == {**PRESETS["course"], "epochs": 2, "lr": 0.05,
+                                      "n_candidates": 10, "preset": "course", "seed": 0}
+    assert saved.info["metrics"]["best_epoch"] == history.best_epoch >= 1
+    assert {"triple_accuracy", "recall@1", "median_rank"} <= set(saved.info["metrics"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_presets_and_overrides():
+    course = resolve_settings("course")
+    assert (course["optimizer"], course["lr"], course["momentum"], course["margin"],
+            course["batch_size"]) == ("sgd", 1e-3, 0.9, 0.25, 32)
+    assert resolve_settings(None, epochs=2)["epochs"] == 2
+    with pytest.raises(ValueError, match="preset must be one of"):
+        resolve_settings("fast")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        resolve_settings("course", optimizer="rmsprop")
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        resolve_settings("course", epochs=0)
+
+
+# -- live curves -----------------------------------------------------------------------------------
+class FakeDisplay:
+    """Stands in for IPython's display(obj, display_id=True) and its handle's update(obj)."""
+
+    def __init__(self):
+        self.shown, self.updates = [], []
+
+    def __call__(self, obj, display_id=False):
+        assert display_id is True
+        self.shown.append(obj)
+        return self
+
+    def update(self, obj):
+        self.updates.append(obj)
+
+    @property
+    def pngs(self):
+        return [obj.data for obj in self.shown + self.updates]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def feed(plot, clock, n_batches, seconds_per_batch):
+    for i in range(n_batches):
+        clock.now += seconds_per_batch
+        plot.set_train_batch({"loss": 1 / (i + 1), "accuracy": i / n_batches}, batch_size=32)
+
+
+def test_live_plot_pushes_new_pngs_at_a_limited_rate():
+    display, clock = FakeDisplay(), FakeClock()
+    plot = LivePlot(live=True, display=display, clock=clock, min_interval=0.5)
+    feed(plot, clock, n_batches=200, seconds_per_batch=0.05)  # 10 s of training
+    assert len(display.shown) == 1  # one display slot, then updates to it
+    assert 15 <= plot.n_updates <= 20  # at most one per 0.5 s
+    plot.set_train_epoch()
+    plot.set_test_batch({"loss": 0.5, "accuracy": 0.6}, batch_size=100)
+    plot.set_test_epoch()
+    plot.close()  # the final figure is always pushed
+    pngs = display.pngs
+    assert len(pngs) == plot.n_updates and all(png.startswith(b"\x89PNG") for png in pngs)
+    assert len(set(pngs)) == len(pngs)  # every update is a new picture
+
+
+def test_live_plot_spends_at_most_its_share_of_time_drawing():
+    display, clock = FakeDisplay(), FakeClock()
+    plot = LivePlot(live=True, display=display, clock=clock, min_interval=0.0,
+                    max_fraction_spent_plotting=0.1)
+    draw = plot.plotter.plot
+
+    def slow_draw(*args, **kwargs):  # each redraw takes 1 s of the fake clock
+        clock.now += 1.0
+        return draw(*args, **kwargs)
+
+    plot.plotter.plot = slow_draw
+    feed(plot, clock, n_batches=200, seconds_per_batch=0.5)  # 100 s of training
+    drawing_share = (plot.n_updates - 1) / clock.now  # the first redraw has no history yet
+    assert 0.07 <= drawing_share <= 0.1
+
+
+def test_headless_plot_only_records_and_draws_at_the_end():
+    display, clock = FakeDisplay(), FakeClock()
+    plot = LivePlot(live=False, display=display, clock=clock)
+    feed(plot, clock, n_batches=50, seconds_per_batch=1.0)
+    figure = plot.close()
+    assert display.pngs == [] and plot.n_updates == 0
+    lines = [line for axis in figure.axes for line in axis.get_lines() if len(line.get_xdata())]
+    assert len(lines) == 2  # batch-level loss and accuracy curves were drawn
+    assert len(plot.train_metrics["loss"]["batch_data"]) == 50
+
+
+def test_training_in_a_notebook_updates_the_display(monkeypatch):
+    import IPython.display
+
+    display = FakeDisplay()
+    monkeypatch.setattr(IPython.display, "display", display)
+    _, history = train(DATASET, epochs=2, out=False, text=TEXT, plot=True, live=True,
+                       progress=False, n_candidates=10)
+    assert history.recorder.n_updates >= 1 and len(display.shown) == 1
+    assert history.figure is history.recorder.figure
+    assert len(history.recorder.test_metrics["accuracy"]["epoch_data"]) == 2
