@@ -1,0 +1,94 @@
+"""The course benchmark's entry point: ``cogworks.submissions.v2`` / ``language-search``.
+
+The shared harness loads :func:`create_search_adapter` through the entry point, gives it the
+course files, and drives the returned :class:`SearchAdapter`: embed captions and image
+descriptors, prepare a database of images, and search it. It loads the model that
+``python -m capstone train`` saved for the dataset in use (``$CAPSTONE_DATASET``, or the file
+``$CAPSTONE_MODEL`` names).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .database import ImageDatabase
+from .errors import CapstoneError
+from .model import load_model
+
+
+def _resource(resources, name: str):
+    """``resources[name]`` or ``resources.name``; ``None`` when absent."""
+    if resources is None:
+        return None
+    if isinstance(resources, dict):
+        return resources.get(name)
+    return getattr(resources, name, None)
+
+
+def create_search_adapter(resources=None) -> SearchAdapter:
+    """The submission factory the harness calls.
+
+    Parameters
+    ----------
+    resources : dict or object, optional
+        May carry ``captions_path``, ``descriptors_path`` and ``glove_path`` (the course
+        files). A ``glove_path`` that exists, with the model's dimension, supplies the word
+        vectors; otherwise the model's own GloVe is loaded by name.
+
+    Raises
+    ------
+    capstone.errors.MissingFileError
+        When no model has been trained; the message gives the command that trains one.
+    """
+    glove_path = _resource(resources, "glove_path")
+    if glove_path and Path(glove_path).is_file():
+        from .glove import load_glove_file
+
+        try:
+            return SearchAdapter(load_model(glove=load_glove_file(glove_path)))
+        except ValueError:  # not the model's dimension (or no model: said again below)
+            pass
+    return SearchAdapter(load_model())
+
+
+class SearchAdapter:
+    """A trained model behind the harness's four calls.
+
+    ``search`` never raises on a query: words the model does not know are ignored, and a query
+    with no known word at all (typos only, punctuation, an empty string) is answered with the
+    images nearest the mean image direction -- the most typical images, a fixed order.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.database = None
+
+    def embed_text(self, captions) -> np.ndarray:
+        """``(N, D)`` float32 unit rows (a zero row for a caption with no known word)."""
+        return self.model.embed_text(list(captions))
+
+    def embed_images(self, descriptors) -> np.ndarray:
+        """``(M, D)`` float32 unit rows of ``(M, 512)`` (or ``(M, 1, 512)``) descriptors."""
+        descriptors = np.asarray(descriptors, dtype=np.float32)
+        return self.model.embed_images(descriptors.reshape(len(descriptors), -1))
+
+    def prepare_database(self, image_ids, descriptors) -> None:
+        """Embed the images that :meth:`search` will draw from."""
+        image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
+        self.database = ImageDatabase(image_ids, self.embed_images(descriptors), self.model)
+        mean = self.database.embeddings.sum(axis=0)
+        self._fallback = mean / (np.linalg.norm(mean) or 1.0)
+
+    def search(self, query: str, k: int = 10) -> list[int]:
+        """The ids of the ``min(k, n)`` prepared images that best match ``query``, best first."""
+        if self.database is None:
+            raise CapstoneError("call prepare_database(image_ids, descriptors) before search")
+        if k < 1:
+            return []
+        vector = self.model.embed_text([str(query)])[0]
+        if not vector.any():
+            vector = self._fallback
+        image_ids, _scores = self.database.query_vector(vector, int(k))
+        return [int(image_id) for image_id in image_ids]
