@@ -53,7 +53,8 @@ def plot_caption_lengths(captions, ax=None):
         raise ValueError("no captions to plot; give at least one caption")
     ax = _axes(ax, (6, 3))
     ax.hist(lengths, bins=np.arange(lengths.min(), lengths.max() + 2) - 0.5, color="tab:blue")
-    ax.axvline(np.median(lengths), color="k", linestyle="--", label=f"median {np.median(lengths):g}")
+    median = np.median(lengths)
+    ax.axvline(median, color="k", linestyle="--", label=f"median {median:g}")
     ax.set(xlabel="words per caption", ylabel="captions", title=f"{len(lengths):,} captions")
     ax.legend()
     return ax.figure

@@ -37,7 +37,8 @@ def code_cells(notebook):
 
 def imported_modules(source: str) -> set:
     """Top-level names imported by a cell (IPython magics and shell lines left out)."""
-    python = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    lines = source.splitlines()
+    python = "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
     modules = set()
     for node in ast.walk(ast.parse(python)):
         if isinstance(node, ast.Import):
@@ -73,14 +74,16 @@ def test_notebook_tells_a_story(name):
 
 
 def test_imported_modules_sees_plain_relative_and_dotted_imports():
-    source = "%matplotlib inline\nimport numpy as np, os.path\nfrom scipy import stats\nfrom . import x"
+    source = "%matplotlib inline\nimport numpy as np, os.path\nfrom scipy import stats\n"
+    source += "!ls\nfrom . import x"
     assert imported_modules(source) == {"numpy", "os", "scipy", "capstone"}
 
 
 def test_strip_removes_outputs_and_counts_and_is_idempotent(tmp_path):
     notebook = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3)
-    cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)]
+    result = nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)
+    cell.outputs = [result]
     cell.metadata["execution"] = {"iopub.status.busy": "2024-01-01T00:00:00Z"}
     notebook.cells = [cell]
     notebook.metadata["widgets"] = {"state": {}}
