@@ -16,10 +16,22 @@ folder when that folder is read-only) and loaded from it afterwards, with ``allo
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
+import json
+import os
+import pickle
+import re
+import string
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .errors import CapstoneError, DataError, MissingFileError
+from .paths import atomic_write, cache_dir
 
 FEATURE_DIM = 512
 CAPTIONS_FILE = "captions_train2014.json"
@@ -150,6 +162,12 @@ class Dataset:
         """Boolean mask over captions whose image is in ``image_ids``."""
         return np.isin(self.caption_image_ids, np.asarray(image_ids, dtype=np.int64))
 
+    @functools.cached_property
+    def vocabulary_size(self) -> int:
+        """Number of distinct tokens over all captions (of images with or without features)."""
+        all_captions = itertools.chain.from_iterable(self.image_captions.values())
+        return len(set(_tokenizer()("\n".join(all_captions))))
+
     @property
     def train_captions_mask(self) -> np.ndarray:
         """Mask of the captions of training images (fit IDF on these only)."""
@@ -167,6 +185,8 @@ class Dataset:
             "captions_of_images_with_features": int(len(self.captions)),
             "train_images": int(len(self.train_image_ids)),
             "validation_images": int(len(self.val_image_ids)),
+            "vocabulary": self.vocabulary_size,
+            "glove_name": self.glove_name,
             "paths": dict(self.paths),
         }
 
@@ -175,3 +195,467 @@ class Dataset:
             f"Dataset(name={self.name!r}, images={self.n_images}, captions={len(self.captions)}, "
             f"train={len(self.train_image_ids)}, validation={len(self.val_image_ids)})"
         )
+
+
+# -- where the files are ---------------------------------------------------------------------------
+DOWNLOAD_COMMAND = "python -m capstone download"
+
+
+def cogworks_cache_dir() -> Path:
+    """The folder where cogworks-data keeps its downloads (``pooch.os_cache("cog_data")``)."""
+    from cogworks_data._utils import language_data
+
+    return Path(language_data.abspath)
+
+
+def coco_dir() -> Path:
+    """The folder of the ``coco`` dataset: ``$CAPSTONE_DATA_DIR`` when set, else the cogworks cache."""
+    data_dir = os.environ.get("CAPSTONE_DATA_DIR")
+    return Path(data_dir).expanduser() if data_dir else cogworks_cache_dir()
+
+
+def coco_on_disk() -> bool:
+    """Whether the ``coco`` captions and features are already on disk (nothing is downloaded)."""
+    folder = coco_dir()
+    return all((folder / file_name).is_file() for file_name in (CAPTIONS_FILE, FEATURES_FILE))
+
+
+def _where(folder: Path) -> str:
+    """Name a folder and the setting that chose it, for error messages."""
+    if os.environ.get("CAPSTONE_DATA_DIR"):
+        return f"{folder} ($CAPSTONE_DATA_DIR)"
+    return f"{folder} (the cogworks-data cache)"
+
+
+def coco_paths() -> dict:
+    """Paths of the ``coco`` captions and features.
+
+    Raises
+    ------
+    MissingFileError
+        Naming the missing file and ``python -m capstone download``; nothing is downloaded here.
+    """
+    folder = coco_dir()
+    for file_name in (CAPTIONS_FILE, FEATURES_FILE):
+        if not (folder / file_name).is_file():
+            raise MissingFileError(
+                f"{file_name} is not in {_where(folder)}: run `{DOWNLOAD_COMMAND}` to fetch the "
+                f"COCO captions, features and GloVe, or use --dataset sample"
+            )
+    return {"captions": folder / CAPTIONS_FILE, "features": folder / FEATURES_FILE}
+
+
+@functools.cache
+def _announce_sample() -> None:
+    """Say once per process that the sample stands in for the real data."""
+    print(
+        "Using the embedded sample dataset: the real COCO files are not on disk "
+        f"(`{DOWNLOAD_COMMAND}` gets them).",
+        file=sys.stderr,
+    )
+
+
+def default_dataset_name(*, announce: bool = False) -> str:
+    """The dataset used when none is named.
+
+    ``$CAPSTONE_DATASET`` when set; else ``"coco"`` when its files are already on disk
+    (``$CAPSTONE_DATA_DIR`` or the cogworks-data cache); else ``"sample"``.
+
+    Parameters
+    ----------
+    announce : bool
+        Print one line (once per process, on stderr) when falling back to the sample.
+    """
+    name = os.environ.get("CAPSTONE_DATASET")
+    if name:
+        return _check_name(name, "$CAPSTONE_DATASET")
+    if coco_on_disk():
+        return "coco"
+    if announce:
+        _announce_sample()
+    return "sample"
+
+
+def _check_name(name: str, where: str = "dataset name") -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown {where} {name!r}: choose one of {', '.join(DATASETS)}")
+    return name
+
+
+def glove_name_in(folder: os.PathLike | str) -> str:
+    """The GloVe a folder of COCO-format files goes with.
+
+    The 200-d, else the 50-d cogworks GloVe file found in the folder; else ``glove.6B.200d`` for
+    the cogworks-data cache (``download`` gets it) and ``glove-50d`` for any other folder.
+    """
+    from .glove import GLOVE_FILES
+
+    folder = Path(folder)
+    for glove_name in ("glove.6B.200d", "glove.6B.50d"):
+        file_name = GLOVE_FILES[glove_name]
+        if (folder / file_name).is_file() or (folder / f"{file_name}.zip").is_file():
+            return glove_name
+    return "glove.6B.200d" if folder == cogworks_cache_dir() else "glove-50d"
+
+
+def glove_name_for(dataset_name: str) -> str:
+    """The default GloVe name of a dataset, without loading the dataset."""
+    return "glove-50d" if _check_name(dataset_name) == "sample" else glove_name_in(coco_dir())
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_dataset(name: str | None = None, *, train_fraction: float = 0.8, seed: int = 0) -> Dataset:
+    """Load a dataset: images with features, their captions and a split by image.
+
+    Parameters
+    ----------
+    name : {"sample", "coco"} or None
+        ``None`` picks :func:`default_dataset_name` (the sample unless the real files are on
+        disk, saying so in one line).
+    train_fraction, seed : float, int
+        The train/validation split by image (see :meth:`Dataset.split`).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    MissingFileError
+        When the ``coco`` files are not on disk (the message names ``python -m capstone download``).
+    """
+    name = _check_name(name) if name else default_dataset_name(announce=True)
+    if name == "sample":
+        from .sample import ensure_sample
+
+        source = ensure_sample()
+    else:
+        source = coco_paths()
+    return read_dataset(source, name, train_fraction=train_fraction, seed=seed)
+
+
+def read_dataset(
+    folder_or_paths, name: str, *, train_fraction: float = 0.8, seed: int = 0
+) -> Dataset:
+    """Read a dataset from the course's two files.
+
+    Parameters
+    ----------
+    folder_or_paths : path-like or dict
+        A folder holding ``captions_train2014.json`` and ``resnet18_features.pkl``, or a dict
+        with the paths under ``"captions"`` and ``"features"``.
+    name : str
+        The dataset's name; ``"sample"`` uses ``glove-50d``, any other name the GloVe found in
+        the folder (see :func:`glove_name_in`).
+    train_fraction, seed : float, int
+        The split by image.
+
+    Returns
+    -------
+    Dataset
+        Only images that have features (and are in the json) form the image set; the others
+        are listed in ``missing_image_ids``. Scene records are kept when the json has them.
+    """
+    if isinstance(folder_or_paths, dict):
+        captions_path = Path(folder_or_paths["captions"]).resolve()
+        features_path = Path(folder_or_paths["features"]).resolve()
+    else:
+        captions_path = Path(folder_or_paths).resolve() / CAPTIONS_FILE
+        features_path = Path(folder_or_paths).resolve() / FEATURES_FILE
+    remedy = _remedy(name, captions_path.parent)
+    coco = read_captions(captions_path, remedy)
+    feature_image_ids, features = load_features(features_path, remedy)
+
+    keep = np.isin(feature_image_ids, coco["image_ids"])
+    image_ids, features = feature_image_ids[keep], features[keep]
+    with_features = np.isin(coco["caption_image_ids"], image_ids)
+    glove_name = "glove-50d" if name == "sample" else glove_name_in(captions_path.parent)
+    return Dataset(
+        name=name,
+        image_ids=image_ids,
+        features=features,
+        caption_ids=coco["caption_ids"][with_features],
+        caption_image_ids=coco["caption_image_ids"][with_features],
+        captions=list(itertools.compress(coco["captions"], with_features.tolist())),
+        urls=coco["urls"],
+        image_captions=coco["image_captions"],
+        scenes=coco["scenes"],
+        missing_image_ids=np.setdiff1d(coco["image_ids"], image_ids),
+        n_captions_total=len(coco["captions"]),
+        paths={
+            "captions": str(captions_path),
+            "features": str(features_path),
+            "glove": _glove_location(glove_name),
+        },
+        glove_name=glove_name,
+        train_fraction=train_fraction,
+        seed=seed,
+    )
+
+
+def _remedy(name: str, folder: Path) -> str:
+    """What to do about a bad file in a dataset folder."""
+    if name == "sample":
+        return f"delete {folder} and it is generated again on the next load"
+    return f"fetch the course's files again with `{DOWNLOAD_COMMAND}`"
+
+
+def _glove_location(glove_name: str) -> str:
+    """The GloVe file's path, or what is missing and how to get it."""
+    from .glove import glove_path
+
+    try:
+        return str(glove_path(glove_name))
+    except MissingFileError as error:
+        return f"{glove_name} (missing: {error})"
+
+
+# -- captions ------------------------------------------------------------------------------------
+def read_captions(path: os.PathLike | str, remedy: str = "") -> dict:
+    """Parse a COCO captions file into aligned numpy arrays.
+
+    Parameters
+    ----------
+    path : path-like
+        ``captions_train2014.json`` in COCO format.
+    remedy : str
+        What to do about a bad file, appended to error messages.
+
+    Returns
+    -------
+    dict
+        ``image_ids`` (int64, the json's order), ``urls`` and ``image_captions`` (dicts keyed
+        by image id), ``scenes`` (dict or ``None``), and per caption ``caption_ids``,
+        ``caption_image_ids`` (int64) and ``captions`` (list of str), in the json's order.
+
+    Raises
+    ------
+    DataError
+        Naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    remedy = f"; {remedy}" if remedy else ""
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist{remedy}")
+    try:
+        with open(path, "rb") as file:
+            coco = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not valid JSON ({error}){remedy}") from None
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(key), list) for key in ("images", "annotations")
+    ):
+        raise DataError(f"{path} needs the COCO lists 'images' and 'annotations'{remedy}")
+    images, annotations = coco["images"], coco["annotations"]
+    try:
+        image_ids = np.fromiter((image["id"] for image in images), np.int64, len(images))
+        urls = {image["id"]: image["coco_url"] for image in images}
+        caption_ids = np.fromiter((note["id"] for note in annotations), np.int64, len(annotations))
+        caption_image_ids = np.fromiter(
+            (note["image_id"] for note in annotations), np.int64, len(annotations)
+        )
+        captions = [note["caption"] for note in annotations]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: {_first_bad_record(images, annotations)}{remedy}") from None
+    image_captions = {image_id: [] for image_id in urls}
+    for image_id, caption in zip(caption_image_ids.tolist(), captions):
+        image_captions.setdefault(image_id, []).append(caption)
+    has_scenes = any("scene" in image for image in images)
+    return {
+        "image_ids": image_ids,
+        "urls": urls,
+        "image_captions": image_captions,
+        "scenes": {image["id"]: image.get("scene") for image in images} if has_scenes else None,
+        "caption_ids": caption_ids,
+        "caption_image_ids": caption_image_ids,
+        "captions": captions,
+    }
+
+
+def _first_bad_record(images: list, annotations: list) -> str:
+    """Describe the first image or annotation that lacks a key or has a wrong type."""
+    for kind, records, fields in (
+        ("images", images, {"id": int, "coco_url": str}),
+        ("annotations", annotations, {"id": int, "image_id": int, "caption": str}),
+    ):
+        for position, record in enumerate(records):
+            for key, kind_of_value in fields.items():
+                if not isinstance(record, dict) or key not in record:
+                    return f"{kind}[{position}] has no {key!r}"
+                if not isinstance(record[key], kind_of_value):
+                    return f"{kind}[{position}][{key!r}] is not a {kind_of_value.__name__}"
+    return "unreadable images or annotations"
+
+
+# -- features ------------------------------------------------------------------------------------
+def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
+    """Load the ResNet-18 features, through a float32 ``.npz`` cache.
+
+    The first load reads the pickle, checks every array and writes the cache beside it
+    (``resnet18_features.npz``), or under ``cache_dir()/features/`` when that fails. The cache
+    records the pickle's size and mtime and is rebuilt when they change.
+
+    Parameters
+    ----------
+    path : path-like
+        The features pickle: a dict ``image_id -> array of shape (1, 512) or (512,)``.
+    remedy : str
+        What to do about a bad file, appended to error messages.
+
+    Returns
+    -------
+    (image_ids, features) : int64 (n,) sorted, float32 (n, 512)
+
+    Raises
+    ------
+    DataError
+        Naming the file, and for a bad array its image_id and shape.
+    """
+    path = Path(path)
+    remedy = f"; {remedy}" if remedy else ""
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist{remedy}")
+    stamp = _stamp(path)
+    caches = features_cache_paths(path)
+    for cache in caches:
+        arrays = _read_features_cache(cache, stamp)
+        if arrays is not None:
+            return arrays
+    image_ids, features = _read_features_pickle(path, remedy)
+    for cache in caches:
+        try:
+            atomic_write(
+                cache,
+                lambda tmp: np.savez(
+                    tmp, image_ids=image_ids, features=features, source_stamp=stamp
+                ),
+            )
+            break
+        except OSError:
+            continue
+    return image_ids, features
+
+
+def features_cache_paths(path: os.PathLike | str) -> list:
+    """Where the ``.npz`` cache of a features pickle may be: beside it, else in the cache folder."""
+    path = Path(path).resolve()
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return [path.with_suffix(".npz"), cache_dir() / "features" / f"{path.stem}-{key}.npz"]
+
+
+def _stamp(path: Path) -> np.ndarray:
+    """The size and mtime (ns) of a file, which key its caches."""
+    stat = path.stat()
+    return np.array([stat.st_size, stat.st_mtime_ns], dtype=np.int64)
+
+
+def _read_features_cache(cache: Path, stamp: np.ndarray):
+    """The cached (image_ids, features), or ``None`` when absent, unreadable or stale."""
+    try:
+        with np.load(cache, allow_pickle=False) as arrays:
+            if not np.array_equal(arrays["source_stamp"], stamp):
+                return None
+            return arrays["image_ids"], arrays["features"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def _read_features_pickle(path: Path, remedy: str) -> tuple:
+    """Read and check the course's features pickle."""
+    try:
+        with open(path, "rb") as file:
+            table = pickle.load(file)
+    except Exception as error:  # any unpickling failure means a bad file
+        raise DataError(f"{path} could not be unpickled ({error!r}){remedy}") from None
+    if not isinstance(table, dict) or not table:
+        raise DataError(f"{path} must hold a non-empty dict image_id -> (1, 512) array{remedy}")
+    try:
+        image_ids = np.fromiter((int(image_id) for image_id in table), np.int64, len(table))
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: the dict's keys must be integer image ids{remedy}") from None
+    features = np.empty((len(table), FEATURE_DIM), dtype=np.float32)
+    for row, (image_id, vector) in enumerate(table.items()):
+        vector = np.asarray(vector)
+        if vector.shape not in ((1, FEATURE_DIM), (FEATURE_DIM,)) or vector.dtype.kind != "f":
+            raise DataError(
+                f"{path}: image_id {image_id} has an array of shape {vector.shape} and dtype "
+                f"{vector.dtype}; expected shape (1, {FEATURE_DIM}) or ({FEATURE_DIM},) of floats"
+                f"{remedy}"
+            )
+        features[row] = vector.reshape(FEATURE_DIM)
+    order = np.argsort(image_ids)
+    return image_ids[order], features[order]
+
+
+# -- tokens --------------------------------------------------------------------------------------
+_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+def _tokenizer():
+    """``capstone.text.tokenize`` when it exists, else the same rule written here."""
+    try:
+        from .text import tokenize
+    except ImportError:
+        return lambda text: _PUNCTUATION.sub("", text.lower()).split()
+    return tokenize
+
+
+# -- command line --------------------------------------------------------------------------------
+GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt.w2v"}
+
+
+def add_cli(subparsers) -> None:
+    """Add the ``data`` and ``download`` commands."""
+    parser = subparsers.add_parser("data", help="summarise a dataset: counts and file paths")
+    parser.add_argument("--dataset", choices=DATASETS, help="default: $CAPSTONE_DATASET or auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=_data_command)
+    parser = subparsers.add_parser(
+        "download", help="fetch the COCO captions, ResNet-18 features and GloVe (cogworks-data)"
+    )
+    parser.add_argument("--glove", choices=sorted(GLOVE_DOWNLOADS), default="200d")
+    parser.set_defaults(func=_download_command)
+
+
+def _data_command(args) -> int:
+    summary = load_dataset(args.dataset).summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    paths = summary.pop("paths")
+    for key, value in [*summary.items(), *paths.items()]:
+        print(f"{key.replace('_', ' '):>33}  {value}")
+    return 0
+
+
+def _download_command(args) -> int:
+    from .glove import load_glove_file, unzip_glove
+
+    paths = [download(name) for name in (CAPTIONS_FILE, FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])]
+    print("converting the features and GloVe to their fast caches (once)")
+    load_features(paths[1])
+    glove_file = unzip_glove(paths[2]) if paths[2].suffix == ".zip" else paths[2]
+    load_glove_file(glove_file)
+    print(f"done: {paths[0].parent} holds the coco dataset (`python -m capstone data --dataset coco`)")
+    return 0
+
+
+def download(file_name: str) -> Path:
+    """Fetch one file of the cogworks-data registry into its cache, with a progress bar.
+
+    Raises
+    ------
+    CapstoneError
+        In one line, when the download fails (e.g. offline).
+    """
+    from cogworks_data._utils import language_data
+
+    try:
+        return Path(language_data.fetch(file_name, progressbar=True))
+    except OSError as error:  # requests' errors are OSErrors too
+        raise CapstoneError(
+            f"could not download {file_name} ({type(error).__name__}: no internet connection?); "
+            f"connect and run `{DOWNLOAD_COMMAND}` again"
+        ) from None

