@@ -297,22 +297,24 @@ class ImageDatabase:
         list of (word, cosine) pairs, best first
         """
         n = _check_count(n, "n")
+        embedding = self.embeddings[self.row(image_id)]
         words, vectors = self.tag_vocabulary()
-        scores = vectors @ self.embeddings[self.row(image_id)]
+        scores = vectors @ embedding
         return [(words[i], float(scores[i])) for i in top_k(scores, n)]
 
     def tag_vocabulary(self) -> tuple[list[str], np.ndarray]:
         """Candidate tag words and their unit GloVe vectors (computed once)."""
         if self._tag_words is None:
-            glove = self.model.text.glove
             from .text import STOP_WORDS
 
-            self._tag_words = [
-                word
-                for word in glove.index_to_key[:TAG_VOCABULARY_SIZE]
+            glove = self.model.text.glove
+            rows = [
+                row
+                for row, word in enumerate(glove.index_to_key[:TAG_VOCABULARY_SIZE])
                 if word.isalpha() and word.isascii() and word not in STOP_WORDS
             ]
-            self._tag_vectors = _unit_rows(glove[self._tag_words])
+            self._tag_words = [glove.index_to_key[row] for row in rows]
+            self._tag_vectors = _unit_rows(glove.vectors[rows])
         return self._tag_words, self._tag_vectors
 
 

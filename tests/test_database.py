@@ -220,3 +220,32 @@ def test_load_or_build_builds_when_missing_or_damaged(tmp_path, model, dataset):
     rebuilt = ImageDatabase.load_or_build(model, dataset, "validation", path=path)
     np.testing.assert_array_equal(rebuilt.embeddings, built.embeddings)
     assert ImageDatabase.load(path, model, dataset).split == "validation"
+
+
+# -- the real pieces: a sample dataset and a model trained on it -------------------------------
+def trained_sample(n_images=200):
+    """A small generated sample (a ``coco``-format folder) and a model trained on it.
+
+    Kept in the test cache, so only the first run generates and trains (about 15 s).
+
+    Returns
+    -------
+    (folder, model_path) : the folder to point ``CAPSTONE_DATA_DIR`` at, and the model file
+    """
+    from capstone.data import read_dataset
+    from capstone.model import SearchModel
+    from capstone.paths import cache_dir
+    from capstone.sample import SAMPLE_VERSION, read_marker, write_sample
+    from capstone.train import train
+
+    folder = cache_dir() / "search-tests" / f"sample-{n_images}"
+    model_path = folder / "model.npz"
+    if read_marker(folder).get("version") != SAMPLE_VERSION:
+        model_path.unlink(missing_ok=True)
+        write_sample(folder, n_images=n_images)
+    try:
+        SearchModel.load(model_path)
+    except ValueError:  # missing or unreadable: train it
+        dataset = read_dataset(folder, "coco")
+        train(dataset, out=model_path, plot=False, progress=False)
+    return folder, model_path
