@@ -295,7 +295,7 @@ def glove_name_in(folder: os.PathLike | str) -> str:
         file_name = GLOVE_FILES[glove_name]
         if (folder / file_name).is_file() or (folder / f"{file_name}.zip").is_file():
             return glove_name
-    return "glove.6B.200d" if folder == cogworks_cache_dir() else "glove-50d"
+    return "glove.6B.200d" if folder.resolve() == cogworks_cache_dir().resolve() else "glove-50d"
 
 
 def glove_name_for(dataset_name: str) -> str:
