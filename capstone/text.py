@@ -1,0 +1,345 @@
+"""``se_text``: a caption's embedding is the IDF-weighted sum of its words' GloVe vectors.
+
+As in the course: a text is lower-cased, stripped of punctuation and split on whitespace; every
+token found in GloVe adds ``idf(word) * glove[word]`` (a repeated word counts each time); the sum
+is scaled to unit length. ``idf(word) = log10(N / number of training captions containing word)``
+over the ``N`` training captions. A GloVe word that no training caption used gets the largest
+IDF, ``log10(N)``, as if seen once, so queries may use it. Words not in GloVe add nothing; a text
+with no known word embeds to the zero vector.
+
+:meth:`TextEmbedder.embed` embeds many texts at once: all texts are joined and tokenised in one
+pass, tokens are mapped to GloVe rows with one dictionary lookup each, and the sums are one sparse
+``(texts x GloVe rows)`` weight matrix times the GloVe vectors.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+
+from .errors import DataError
+
+WEIGHTINGS = ("idf", "mean")
+
+#: Common English words dropped when ``stop_words=True`` (already tokenised: lower-case, no
+#: punctuation, so "don't" appears as "dont").
+STOP_WORDS = frozenset(
+    """
+    a about above after again against all also am an and any are arent as at be because been
+    before being below between both but by can cannot cant could couldnt did didnt do does
+    doesnt doing dont down during each few for from further had hadnt has hasnt have havent
+    having he hed hell hes her here heres hers herself him himself his how hows i id ill im ive
+    if in into is isnt it its itself lets me more most mustnt my myself no nor not of off on
+    once only or other ought our ours ourselves out over own same shant she shed shell shes
+    should shouldnt so some such than that thats the their theirs them themselves then there
+    theres these they theyd theyll theyre theyve this those through to too under until up very
+    was wasnt we wed well were weve werent what whats when whens where wheres which while who
+    whos whom why whys will with wont would wouldnt you youd youll youre youve your yours
+    yourself yourselves
+    """.split()
+)
+
+_DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_PUNCTUATION_BYTES = string.punctuation.encode("ascii")
+_SEPARATOR = "\x00"  # joins texts so that they are tokenised in one pass
+_SEPARATOR_ROW, _UNKNOWN_ROW = -2, -1
+_CHUNK = 2**16  # texts tokenised together: bounds the memory of the token list
+_ARRAY_NAMES = ("vocab", "idf", "n_captions", "glove_name", "dim", "weighting", "stop_words")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a text into words as the course does.
+
+    Parameters
+    ----------
+    text : str
+        Any text, e.g. a caption or a query.
+
+    Returns
+    -------
+    list of str
+        The text lower-cased, with ``string.punctuation`` removed, split on whitespace.
+
+    Examples
+    --------
+    >>> tokenize("A dog's frisbee, caught!")
+    ['a', 'dogs', 'frisbee', 'caught']
+    """
+    return text.translate(_DELETE_PUNCTUATION).lower().split()
+
+
+class _RowLookup(dict):
+    """GloVe word -> row; the text separator -> -2, any other unknown word -> -1."""
+
+    def __init__(self, key_to_index):
+        super().__init__(key_to_index)
+        self.n_rows = len(key_to_index)
+        self[_SEPARATOR] = _SEPARATOR_ROW
+
+    def __missing__(self, word):
+        return _UNKNOWN_ROW
+
+
+def _token_rows(texts: list, lookup: _RowLookup) -> tuple[np.ndarray, np.ndarray]:
+    """GloVe rows of the words of many texts, tokenised in one pass.
+
+    Returns
+    -------
+    rows : numpy.ndarray of int64
+        The GloVe row of every token found in GloVe, text after text, in order.
+    starts : numpy.ndarray of int64, shape (len(texts) + 1,)
+        Text ``i``'s rows are ``rows[starts[i]:starts[i + 1]]``; they equal
+        ``[lookup[word] for word in tokenize(texts[i]) if word in lookup]``.
+
+    Notes
+    -----
+    ASCII texts are stripped and lower-cased as bytes, which is much faster than ``str``'s
+    methods (a non-ASCII text is first put through :func:`tokenize`'s exact steps, after which
+    the byte steps change nothing: lower-casing never makes punctuation or ASCII capitals).
+    """
+    texts = [text if text.isascii() else " ".join(tokenize(text)) for text in texts]
+    joined = f" {_SEPARATOR} ".join(texts)
+    if joined.count(_SEPARATOR) != len(texts) - 1:  # a text holds the separator: keep it unknown
+        joined = f" {_SEPARATOR} ".join(text.replace(_SEPARATOR, "\x01") for text in texts)
+    joined = joined.encode("utf-8", "surrogatepass").translate(None, _PUNCTUATION_BYTES).lower()
+    words = joined.decode("utf-8", "surrogatepass").split()
+    rows = np.array(list(map(lookup.__getitem__, words)), dtype=np.int64)
+    known = rows >= 0
+    text_of_token = np.cumsum(rows == _SEPARATOR_ROW)[known]
+    return rows[known], np.searchsorted(text_of_token, np.arange(len(texts) + 1))
+
+
+def _chunks(texts) -> list:
+    """The texts as lists of at most ``_CHUNK``, after checking that they are a list of texts."""
+    if isinstance(texts, str):
+        raise TypeError("expected a list of texts, got one str: wrap it in a list")
+    texts = list(texts)
+    return [texts[start : start + _CHUNK] for start in range(0, len(texts), _CHUNK)]
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; zero rows stay zero."""
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))[:, None]
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+class TextEmbedder:
+    """IDF-weighted sum of GloVe vectors, unit length (``se_text``).
+
+    Build one with :meth:`fit` on the training captions, or with :meth:`from_arrays` from a
+    saved model.
+
+    Parameters
+    ----------
+    glove : gensim.models.KeyedVectors
+        The word vectors (``.vectors`` (V, D), ``.key_to_index``); may be memory-mapped.
+    glove_name : str
+        The name :func:`capstone.glove.load_glove` loads ``glove`` by.
+    vocab : array of str, shape (n_words,)
+        The training captions' words that are in GloVe.
+    idf : array of float, shape (n_words,)
+        ``log10(n_captions / captions containing the word)``, aligned with ``vocab``.
+    n_captions : int
+        Number of training captions the IDF was fitted on.
+    weighting : {"idf", "mean"}
+        ``"idf"``: IDF-weighted sum; ``"mean"``: plain mean of the known words' vectors.
+    stop_words : bool
+        Drop the words of :data:`STOP_WORDS`.
+
+    Attributes
+    ----------
+    dim : int
+        GloVe dimension ``D``: the length of every embedding.
+    """
+
+    def __init__(self, glove, glove_name, vocab, idf, n_captions, *, weighting="idf",
+                 stop_words=False):
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        self.glove, self.glove_name = glove, str(glove_name)
+        self.dim = int(glove.vectors.shape[1])
+        self.vocab = np.asarray(vocab, dtype=str)
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self.n_captions, self.weighting = int(n_captions), weighting
+        self.stop_words = bool(stop_words)
+        self._lookup = _RowLookup(glove.key_to_index)
+        vocab_rows = self._rows_of(self.vocab)
+        if (vocab_rows < 0).any():
+            missing = self.vocab[vocab_rows < 0]
+            raise DataError(
+                f"{len(missing)} words of the text embedding (e.g. {missing[0]!r}) are not in the "
+                f"given GloVe: load the GloVe it was fitted with, {self.glove_name!r}"
+            )
+        unseen_weight = np.log10(self.n_captions) if weighting == "idf" else 1.0
+        self._row_weights = np.full(self._lookup.n_rows, unseen_weight, np.float32)
+        if weighting == "idf":
+            self._row_weights[vocab_rows] = self.idf
+        if stop_words:
+            stop_rows = self._rows_of(sorted(STOP_WORDS))
+            self._row_weights[stop_rows[stop_rows >= 0]] = 0.0
+
+    @classmethod
+    def fit(cls, captions: Sequence[str], glove, glove_name: str, *, weighting="idf",
+            stop_words=False) -> TextEmbedder:
+        """Fit the IDF on (training) captions.
+
+        Parameters
+        ----------
+        captions : sequence of str
+            The training captions; ``N = len(captions)``.
+        glove : gensim.models.KeyedVectors
+            The word vectors.
+        glove_name : str
+            Their name, saved with the model so that it can load them again.
+        weighting : {"idf", "mean"}
+            See :class:`TextEmbedder`.
+        stop_words : bool
+            Drop :data:`STOP_WORDS` when embedding.
+
+        Returns
+        -------
+        TextEmbedder
+        """
+        lookup = _RowLookup(glove.key_to_index)
+        n_rows = lookup.n_rows
+        caption_counts = np.zeros(n_rows, dtype=np.int64)
+        chunks = _chunks(captions)
+        if not chunks:
+            raise ValueError("fit needs at least one caption to compute the IDF from")
+        for chunk in chunks:
+            rows, starts = _token_rows(chunk, lookup)
+            words = sparse.csr_matrix((np.ones(len(rows)), rows, starts), (len(chunk), n_rows))
+            words.sum_duplicates()  # one entry per (caption, word)
+            caption_counts += np.bincount(words.indices, minlength=n_rows)
+        vocab_rows = np.flatnonzero(caption_counts)
+        n_captions = sum(map(len, chunks))
+        vocab = [glove.index_to_key[row] for row in vocab_rows]
+        idf = np.log10(n_captions / caption_counts[vocab_rows])
+        return cls(glove, glove_name, vocab, idf, n_captions, weighting=weighting,
+                   stop_words=stop_words)
+
+    # -- embedding -----------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed many texts at once.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            Captions or queries.
+
+        Returns
+        -------
+        numpy.ndarray, shape (len(texts), D), float32
+            Unit rows; a zero row for a text with no known word. Never NaN.
+        """
+        chunks = [_unit_rows(self._weighted_sums(chunk)) for chunk in _chunks(texts)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+
+    def _weighted_sums(self, texts: list) -> np.ndarray:
+        """``(len(texts), D)`` float32 weighted sums of each text's word vectors."""
+        rows, starts = _token_rows(texts, self._lookup)
+        used_rows = np.flatnonzero(np.bincount(rows, minlength=self._lookup.n_rows))
+        column_of_row = np.zeros(self._lookup.n_rows, dtype=np.int64)
+        column_of_row[used_rows] = np.arange(len(used_rows))
+        weights = sparse.csr_matrix(
+            (self._row_weights[rows], column_of_row[rows], starts), (len(texts), len(used_rows))
+        )
+        return weights @ np.asarray(self.glove.vectors[used_rows], dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query.
+
+        Returns
+        -------
+        numpy.ndarray, shape (D,), float32
+            Unit length.
+
+        Raises
+        ------
+        ValueError
+            If no word of ``text`` is known (empty, punctuation, gibberish, only stop words).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"a query must be a str, got {type(text).__name__}")
+        vector = self.embed([text])[0]
+        if not vector.any():
+            ignored = " (common words such as 'the' are ignored)" if self.stop_words else ""
+            raise ValueError(
+                f"no known words in query {text!r}{ignored}: try ordinary English words such as "
+                f'"dog" or "boat"'
+            )
+        return vector
+
+    # -- words ---------------------------------------------------------------------------------
+    def _rows_of(self, words) -> np.ndarray:
+        """GloVe rows of words (-1 where unknown)."""
+        return np.array([self._lookup[word] for word in words], dtype=np.int64).clip(min=-1)
+
+    def weights_of(self, words: Sequence[str]) -> np.ndarray:
+        """Weight each word gets in a caption (0 for words not in GloVe and dropped stop words).
+
+        Parameters
+        ----------
+        words : sequence of str
+            Tokens (lower-case, no punctuation), e.g. from :func:`tokenize`.
+
+        Returns
+        -------
+        numpy.ndarray, shape (len(words),), float32
+            The IDF (``weighting="idf"``) or 1 (``"mean"``).
+        """
+        rows = self._rows_of(words)
+        return np.where(rows >= 0, self._row_weights[rows], 0.0).astype(np.float32)
+
+    def known_words(self, text: str) -> list[str]:
+        """The words of ``text`` that carry weight in its embedding, in order."""
+        words = tokenize(text)
+        return [word for word, weight in zip(words, self.weights_of(words)) if weight > 0]
+
+    # -- saving --------------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (no object arrays) for ``np.savez``; :meth:`from_arrays` reverses it."""
+        return {
+            "vocab": self.vocab,
+            "idf": self.idf,
+            "n_captions": np.int64(self.n_captions),
+            "glove_name": np.str_(self.glove_name),
+            "dim": np.int64(self.dim),
+            "weighting": np.str_(self.weighting),
+            "stop_words": np.bool_(self.stop_words),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, glove) -> TextEmbedder:
+        """Rebuild a text embedder from :meth:`to_arrays` output (e.g. an ``np.load`` result).
+
+        Raises
+        ------
+        capstone.errors.DataError
+            If an array is missing or ``glove`` is not the GloVe the embedder was fitted with.
+        """
+        missing = [name for name in _ARRAY_NAMES if name not in arrays]
+        if missing:
+            raise DataError(
+                f"the saved text embedding lacks {missing}: it was not written by "
+                f"TextEmbedder.to_arrays; train the model again"
+            )
+        glove_name, dim = str(arrays["glove_name"]), int(arrays["dim"])
+        if dim != glove.vectors.shape[1]:
+            raise DataError(
+                f"the saved text embedding uses {dim}-d GloVe {glove_name!r} but the given GloVe "
+                f"is {glove.vectors.shape[1]}-d: load the right one with "
+                f"capstone.glove.load_glove({glove_name!r})"
+            )
+        return cls(glove, glove_name, arrays["vocab"], arrays["idf"], int(arrays["n_captions"]),
+                   weighting=str(arrays["weighting"]), stop_words=bool(arrays["stop_words"]))
+
+    def __repr__(self) -> str:
+        return (
+            f"TextEmbedder(glove={self.glove_name!r}, dim={self.dim}, "
+            f"weighting={self.weighting!r}, stop_words={self.stop_words}, vocab={len(self.vocab)}, "
+            f"n_captions={self.n_captions})"
+        )
