@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from . import paths
 from .features import BATCH_SIZE, extract_features
 
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 IMAGE_SIZE = 96
 CAPTIONS_PER_IMAGE = 5
 GRAYSCALE_SHARE = 0.01
@@ -270,7 +270,7 @@ def _flower(pen, color, name, rng):
 
 
 def _kite(pen, color, name, rng):
-    tail = [(0.07 * (-1) ** i, 0.3 + 0.06 * i) for i in range(5)]
+    tail = [(0, 0.3)] + [(0.07 * (-1) ** i, 0.3 + 0.06 * i) for i in range(1, 5)]
     pen.line(tail, DARK)
     for u, v in tail[2::2]:  # bows on the tail
         pen.polygon([(u - 0.06, v - 0.04), (u + 0.06, v + 0.04), (u + 0.06, v - 0.04),
