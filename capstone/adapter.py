@@ -63,7 +63,7 @@ class SearchAdapter:
 
     def __init__(self, model):
         self.model = model
-        self.database = None
+        self.database = self._fallback = None
 
     def embed_text(self, captions) -> np.ndarray:
         """``(N, D)`` float32 unit rows (a zero row for a caption with no known word)."""

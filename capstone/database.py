@@ -63,7 +63,12 @@ def _unit_rows(matrix) -> np.ndarray:
 
 
 def _check_count(count, name: str = "k") -> int:
-    if int(count) != count or count < 1:
+    """``count`` as an int; ``ValueError`` unless it is a whole number of at least 1."""
+    try:
+        whole = int(count) == count
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or count < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, got {count!r}")
     return int(count)
 

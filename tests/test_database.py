@@ -125,7 +125,7 @@ def test_k_beyond_the_database_returns_every_image(db):
     assert sorted(result["image_id"] for result in results) == sorted(db.image_ids.tolist())
 
 
-@pytest.mark.parametrize("k", [0, -3, 2.5])
+@pytest.mark.parametrize("k", [0, -3, 2.5, None, "ten"])
 def test_k_must_be_a_positive_whole_number(db, k):
     with pytest.raises(ValueError, match="k must be"):
         db.query("boat", k)
