@@ -241,6 +241,7 @@ class TextEmbedder:
     def _weighted_sums(self, texts: list) -> np.ndarray:
         """``(len(texts), D)`` float32 weighted sums of each text's word vectors."""
         rows, starts = _token_rows(texts, self._lookup)
+        # multiply by the used GloVe rows only: scipy would copy a Fortran-ordered memory map whole
         used_rows = np.flatnonzero(np.bincount(rows, minlength=self._lookup.n_rows))
         column_of_row = np.zeros(self._lookup.n_rows, dtype=np.int64)
         column_of_row[used_rows] = np.arange(len(used_rows))
