@@ -23,6 +23,11 @@ is multiplied by a fixed constant (:data:`BLOCK_SCALES`) that gives its entries 
 square near 1 on the sample. Like ResNet's post-ReLU pooled vector, every entry is non-negative.
 The position-free max/mean pooling of the filter responses gives shape detectors that do not
 care where an object is; the grids keep the coarse layout (a horizon, a sky strip).
+
+On the default sample a ridge classifier fitted on 80% of the images reads object kind (0.99),
+colour (0.99) and background (1.00) from the other 20%; 3,000 images take about 2 s on one core.
+The same pixels give the same bytes on one machine (float32 maths may differ in the last bit
+between CPUs).
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def extract_features(images: np.ndarray) -> np.ndarray:
 
 
 def _batch_features(images):
+    """The feature rows of one batch of images (see the module docstring for the blocks)."""
     n, height, width, _ = images.shape
     rows, cols = height // CELL, width // CELL
     colour = _histogram(_colour_codes(images, COLOR_LEVELS), None, 0, 1, COLOR_LEVELS**3)

@@ -7,7 +7,7 @@ names, so :mod:`capstone.data` reads the sample and the real COCO data the same 
     out/captions_train2014.json    COCO layout; each image record also carries its ``scene``
     out/resnet18_features.pkl      dict image_id -> float32 (1, 512), see capstone.features
     out/images/COCO_sample_<image_id:012d>.png
-    out/.complete                  JSON marker {seed, n_images, version}, written last
+    out/.complete                  JSON marker {version, seed, n_images, ...}, written last
 
 Every image has five captions in varied wording: templates with synonyms, counts in words, word
 orders, an occasional extra phrase, COCO-like capitalisation and trailing periods. About 1% of
@@ -22,7 +22,8 @@ no caption uses still finds the right scenes through the word vectors::
                        "snow": "winter", "night": "evening"}
 
 The same seed and :data:`SAMPLE_VERSION` give the same bytes (json, pickle and PNGs; the json's
-``coco_url`` names the output folder).
+``coco_url`` names the output folder) on a given platform; change the version whenever the
+drawing, the captions or :mod:`capstone.features` change, so that cached samples regenerate.
 """
 
 from __future__ import annotations
@@ -117,18 +118,18 @@ def _background(name, rng):
         pixels[:] = _vertical_gradient(_tone(top, rng), _tone(bottom, rng), CANVAS)
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
-    _BACKGROUND_DETAILS[name](draw, rng, horizon)
+    _BACKGROUND_DETAILS[name](image, draw, rng, horizon)
     return image, horizon
 
 
-def _grass_details(draw, rng, horizon):
+def _grass_details(image, draw, rng, horizon):
     for _ in range(70):
         x, y = rng.uniform(0, CANVAS), rng.uniform(horizon + 4, CANVAS)
         shade = _tone((50, 110, 25) if rng.random() < 0.5 else (120, 185, 60), rng)
         draw.line([(x, y), (x + rng.uniform(-4, 4), y - rng.uniform(6, 14))], shade, 2)
 
 
-def _sky_details(draw, rng, horizon):
+def _sky_details(image, draw, rng, horizon):
     for _ in range(rng.integers(1, 4)):
         x, y, w = rng.uniform(0, CANVAS), rng.uniform(10, CANVAS - 20), rng.uniform(20, 40)
         white = _tone((250, 250, 252), rng, 3)
@@ -137,7 +138,7 @@ def _sky_details(draw, rng, horizon):
             draw.ellipse([cx - radius, cy - radius * 0.7, cx + radius, cy + radius * 0.7], white)
 
 
-def _water_details(draw, rng, horizon):
+def _water_details(image, draw, rng, horizon):
     for row in range(12):
         y = (row + rng.uniform(0.2, 0.8)) * CANVAS / 12
         for x in rng.uniform(-10, CANVAS, 5):
@@ -145,7 +146,7 @@ def _water_details(draw, rng, horizon):
             draw.arc([x, y - 4, x + rng.uniform(14, 22), y + 4], 200, 340, light, 2)
 
 
-def _sand_details(draw, rng, horizon):
+def _sand_details(image, draw, rng, horizon):
     for _ in range(6):
         x, y = rng.uniform(-40, CANVAS), rng.uniform(0, CANVAS)
         draw.arc([x, y, x + rng.uniform(60, 110), y + 18], 190, 350, _tone((195, 160, 100), rng), 2)
@@ -153,7 +154,7 @@ def _sand_details(draw, rng, horizon):
         draw.point([(x, y), (x + 1, y)], _tone((175, 140, 85), rng, 15))
 
 
-def _snow_details(draw, rng, horizon):
+def _snow_details(image, draw, rng, horizon):
     for _ in range(4):
         x, y, w = rng.uniform(-30, CANVAS), rng.uniform(horizon, CANVAS), rng.uniform(40, 90)
         draw.chord([x, y, x + w, y + w * 0.5], 180, 360, _tone((205, 215, 232), rng, 4))
@@ -161,12 +162,12 @@ def _snow_details(draw, rng, horizon):
         draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], (255, 255, 255))
 
 
-def _night_details(draw, rng, horizon):
+def _night_details(image, draw, rng, horizon):
     for x, y in rng.uniform(0, CANVAS, (35, 2)):
         radius = rng.uniform(0.6, 1.6)
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], _tone((250, 245, 210), rng))
     x, y, r = rng.uniform(20, CANVAS - 20), rng.uniform(15, 60), rng.uniform(9, 14)
-    sky = draw.im.getpixel((int(x), int(y)))
+    sky = image.getpixel((int(x), int(y)))
     draw.ellipse([x - r, y - r, x + r, y + r], (245, 240, 200))
     dx = r * 0.55 * (1 if rng.random() < 0.5 else -1)  # a crescent: cover part with the sky
     draw.ellipse([x - r + dx, y - r - 2, x + r + dx, y + r - 2], sky)
@@ -453,8 +454,8 @@ def caption_scene(scene: dict, rng: np.random.Generator, *, grayscale=False, n=C
     Returns
     -------
     list of str
-        Each names the object kind (or a synonym in :data:`_NOUNS`), usually the colour and the
-        background; never a word of :data:`UNUSED_SYNONYMS`.
+        Each names the object kind (or a synonym such as "sailboat"), usually the colour and
+        the background; never a word of :data:`UNUSED_SYNONYMS`.
     """
     captions = []
     for _ in range(20 * n):
