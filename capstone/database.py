@@ -291,11 +291,13 @@ class ImageDatabase:
         return self._unit_features
 
     def tags(self, image_id: int, n: int = 10) -> list[tuple[str, float]]:
-        """The GloVe words nearest to an image's embedding: words that describe it.
+        """The words nearest to an image's embedding: words that describe it.
 
-        The image embedding lives in GloVe's space, so its nearest words (cosine) among the
-        most frequent :data:`TAG_VOCABULARY_SIZE` GloVe words, less stop words and tokens
-        that are not words, are tags for it.
+        The image embedding lives in GloVe's space, but training pulls it only towards caption
+        embeddings, so its direction is meaningful for caption words and arbitrary for others.
+        The candidates are therefore the words of the training captions that are among GloVe's
+        :data:`TAG_VOCABULARY_SIZE` most frequent words, less stop words and tokens that are not
+        words; the tags are the ``n`` with the largest cosine.
 
         Returns
         -------
@@ -308,17 +310,17 @@ class ImageDatabase:
         return [(words[i], float(scores[i])) for i in top_k(scores, n)]
 
     def tag_vocabulary(self) -> tuple[list[str], np.ndarray]:
-        """Candidate tag words and their unit GloVe vectors (computed once)."""
+        """Candidate tag words and their unit GloVe vectors (computed once); see :meth:`tags`."""
         if self._tag_words is None:
             from .text import STOP_WORDS
 
-            glove = self.model.text.glove
-            rows = [
-                row
-                for row, word in enumerate(glove.index_to_key[:TAG_VOCABULARY_SIZE])
-                if word.isalpha() and word.isascii() and word not in STOP_WORDS
+            glove, caption_words = self.model.text.glove, set(self.model.text.vocab.tolist())
+            self._tag_words = [
+                word
+                for word in glove.index_to_key[:TAG_VOCABULARY_SIZE]
+                if word in caption_words and word.isalpha() and word not in STOP_WORDS
             ]
-            self._tag_words = [glove.index_to_key[row] for row in rows]
+            rows = [glove.key_to_index[word] for word in self._tag_words]
             self._tag_vectors = _unit_rows(glove.vectors[rows])
         return self._tag_words, self._tag_vectors
 

@@ -125,3 +125,9 @@ def test_a_word_no_caption_uses_finds_the_scenes_through_glove(db, background):
     chance = np.mean([scene["background"] == background for scene in scenes])
     precision = precision_at_10(db, synonym, lambda scene: scene["background"] == background)
     assert precision >= max(0.5, 3 * chance)
+
+
+def test_tags_name_what_is_in_the_picture(db):
+    named = [db.dataset.scenes[int(image_id)]["background"] in dict(db.tags(image_id, 5))
+             for image_id in db.image_ids]
+    assert np.mean(named) >= 0.7  # the background word among 5 of ~90 candidate words
