@@ -209,7 +209,7 @@ def cogworks_cache_dir() -> Path:
 
 
 def coco_dir() -> Path:
-    """The folder of the ``coco`` dataset: ``$CAPSTONE_DATA_DIR`` when set, else the cogworks cache."""
+    """The ``coco`` dataset's folder: ``$CAPSTONE_DATA_DIR`` when set, else the cogworks cache."""
     data_dir = os.environ.get("CAPSTONE_DATA_DIR")
     return Path(data_dir).expanduser() if data_dir else cogworks_cache_dir()
 
@@ -240,7 +240,7 @@ def coco_paths() -> dict:
         if not (folder / file_name).is_file():
             raise MissingFileError(
                 f"{file_name} is not in {_where(folder)}: run `{DOWNLOAD_COMMAND}` to fetch the "
-                f"COCO captions, features and GloVe, or use --dataset sample"
+                f"COCO captions, features and GloVe (or use the sample dataset)"
             )
     return {"captions": folder / CAPTIONS_FILE, "features": folder / FEATURES_FILE}
 
@@ -615,7 +615,9 @@ def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "download", help="fetch the COCO captions, ResNet-18 features and GloVe (cogworks-data)"
     )
-    parser.add_argument("--glove", choices=sorted(GLOVE_DOWNLOADS), default="200d")
+    parser.add_argument(
+        "--glove", choices=sorted(GLOVE_DOWNLOADS), default="200d", help="GloVe size (default 200d)"
+    )
     parser.set_defaults(func=_download_command)
 
 
@@ -624,7 +626,7 @@ def _data_command(args) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    paths = summary.pop("paths")
+    paths = {f"{key} file": path for key, path in summary.pop("paths").items()}
     for key, value in [*summary.items(), *paths.items()]:
         print(f"{key.replace('_', ' '):>33}  {value}")
     return 0
@@ -638,7 +640,7 @@ def _download_command(args) -> int:
     load_features(paths[1])
     glove_file = unzip_glove(paths[2]) if paths[2].suffix == ".zip" else paths[2]
     load_glove_file(glove_file)
-    print(f"done: {paths[0].parent} holds the coco dataset (`python -m capstone data --dataset coco`)")
+    print(f"done: {paths[0].parent} holds the coco dataset (see `python -m capstone data`)")
     return 0
 
 

@@ -123,7 +123,8 @@ def test_urls_scenes_vocabulary_and_paths(tmp_path):
     assert dataset.scenes[5] == {"objects": [2]}
     summary = dataset.summary()
     # a dog runs / a dog running / two cats / a grey photo
-    assert summary["vocabulary"] == len({"a", "dog", "runs", "running", "two", "cats", "grey", "photo"})
+    words = {"a", "dog", "runs", "running", "two", "cats", "grey", "photo"}
+    assert summary["vocabulary"] == len(words)
     assert summary["paths"]["captions"] == str(tmp_path.resolve() / data.CAPTIONS_FILE)
     assert summary["paths"]["features"] == str(tmp_path.resolve() / data.FEATURES_FILE)
     assert summary["glove_name"] == "glove-50d"  # no GloVe file in a plain folder
@@ -264,7 +265,7 @@ def test_malformed_captions_name_the_file_and_the_problem(tmp_path, text, compla
 
 # -- which dataset -------------------------------------------------------------------------------
 def test_coco_files_missing_names_the_file_and_the_download_command(no_cogworks_cache):
-    with pytest.raises(MissingFileError, match="captions_train2014.json .*python -m capstone download"):
+    with pytest.raises(MissingFileError, match="captions_train2014.json .*capstone download"):
         load_dataset("coco")
     (no_cogworks_cache / data.CAPTIONS_FILE).write_text("{}")
     with pytest.raises(MissingFileError, match="resnet18_features.pkl .*cogworks-data cache"):

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def package_name(requirement: str) -> str:
-    """The normalised (PEP 503) name at the start of a requirement: ``Foo_Bar>=1`` -> ``foo-bar``."""
+    """The PEP 503 name at the start of a requirement: ``Foo_Bar>=1`` -> ``foo-bar``."""
     name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip()).group(0)
     return re.sub(r"[-_.]+", "-", name).lower()
 
