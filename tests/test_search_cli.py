@@ -1,4 +1,4 @@
-"""``python -m capstone search | similar | tags`` on a small generated sample with a trained model."""
+"""The search, similar and tags commands, on a small generated sample with a trained model."""
 
 import json
 
