@@ -51,11 +51,14 @@ def plot_caption_lengths(captions, ax=None):
     lengths = caption_lengths(captions)
     if not len(lengths):
         raise ValueError("no captions to plot; give at least one caption")
+    from matplotlib.ticker import MaxNLocator
+
     ax = _axes(ax, (6, 3))
     ax.hist(lengths, bins=np.arange(lengths.min(), lengths.max() + 2) - 0.5, color="tab:blue")
     median = np.median(lengths)
     ax.axvline(median, color="k", linestyle="--", label=f"median {median:g}")
     ax.set(xlabel="words per caption", ylabel="captions", title=f"{len(lengths):,} captions")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return ax.figure
 

@@ -32,8 +32,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# JupyterLab settings for a quiet, deterministic test session (no news toast, no autosave).
+# JupyterLab settings for a quiet, deterministic test session: no news toast, no autosave,
+# every cell in the page (no virtual scrolling).
 LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
