@@ -139,7 +139,7 @@ def chance_concept_precision(dataset, image_ids) -> dict:
 
 # -- all together ----------------------------------------------------------------------------------
 def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = True,
-             margin: float = 0.25) -> dict:
+             margin: float | None = None) -> dict:
     """Every metric of a model on a dataset's held-out (validation) images.
 
     Parameters
@@ -152,8 +152,9 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
         Which validation images the 1K and 5K protocols draw.
     concepts : bool
         Add ``concept_precision@10`` where the dataset has scene records.
-    margin : float
-        Margin of the reported validation triple loss.
+    margin : float, optional
+        Margin of the reported validation triple loss; by default the model's training margin
+        (0.25 when it has none).
 
     Returns
     -------
@@ -164,6 +165,8 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
         5,000 or more validation images the same under ``5k_`` prefixes (else ``None``); on the
         sample ``concept_precision@10`` and ``concept_precision@10_per_concept``.
     """
+    if margin is None:
+        margin = getattr(model, "info", {}).get("settings", {}).get("margin", 0.25)
     caption_embeddings = model.embed_text(dataset.captions)
     image_embeddings = model.embed_images(dataset.features)
     hard, random = (

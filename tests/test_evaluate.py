@@ -1,6 +1,7 @@
 """Evaluation: ranks against a brute-force sort, recall, median rank, chance, the full report."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, TEXT
 
 from capstone.evaluate import (
@@ -138,3 +140,29 @@ def test_a_perfect_model_scores_perfectly():
     for name in ("triple_accuracy", "recall@1", "i2t_recall@1"):
         assert metrics[name] == 1.0, name
     assert metrics["median_rank"] == metrics["i2t_median_rank"] == 1.0
+
+
+# -- command line ----------------------------------------------------------------------------------
+def test_cli_evaluate_json_and_table(small_sample, tmp_path, monkeypatch, capsys):
+    from capstone.cli import main
+
+    monkeypatch.setenv("CAPSTONE_DATA_DIR", str(small_sample))
+    monkeypatch.setenv("CAPSTONE_MODEL", str(tmp_path / "model.npz"))
+    assert main(["train", "--dataset", "coco", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--dataset", "coco", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"triple_accuracy", "recall@1", "recall@5", "recall@10", "median_rank",
+            "i2t_recall@1", "i2t_recall@5", "i2t_recall@10", "i2t_median_rank"} <= set(metrics)
+    assert metrics["n_images"] == 40  # every validation image of 198 with features
+    assert main(["evaluate", "--dataset", "coco", "--compare"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == ["trained", "untrained", "chance"]
+    assert any(line.startswith("median_rank") for line in table.splitlines())
+
+
+def test_cli_evaluate_names_the_command_for_a_missing_model(tmp_path, capsys):
+    from capstone.cli import main
+
+    assert main(["evaluate", "--dataset", "sample", "--model", str(tmp_path / "none.npz")]) == 2
+    assert "python -m capstone train --dataset sample" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """Training: the loss by hand, gradients, learning, keeping the best model, live curves, CLI."""
 
+import json
+
 import numpy as np
 import pytest
 from test_triples import DATASET, EMBEDDINGS, GLOVE, TEXT
@@ -201,3 +203,37 @@ def test_training_in_a_notebook_updates_the_display(monkeypatch):
     assert history.recorder.n_updates >= 1 and len(display.shown) == 1
     assert history.figure is history.recorder.figure
     assert len(history.recorder.test_metrics["accuracy"]["epoch_data"]) == 2
+
+
+# -- command line ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory):
+    """A 200-image sample in the course's formats, read as the ``coco`` dataset."""
+    from capstone.sample import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("sample-200"), n_images=200)
+
+
+def test_cli_train_prints_one_json_line_and_saves(small_sample, tmp_path, monkeypatch, capsys):
+    from capstone.cli import main
+
+    monkeypatch.setenv("CAPSTONE_DATA_DIR", str(small_sample))
+    out = tmp_path / "model.npz"
+    assert main(["train", "--dataset", "coco", "--epochs", "2", "--seed", "3",
+                 "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["model"] == str(out) and summary["dataset"] == "coco"
+    assert summary["checksum"] == SearchModel.load(out).checksum
+    assert summary["epochs_run"] == 2 and summary["interrupted"] is False
+    for name in ("triple_accuracy", "recall@1", "recall@5", "recall@10", "median_rank",
+                 "i2t_recall@1", "i2t_median_rank", "concept_precision@10"):
+        assert isinstance(summary[name], float), name
+
+
+def test_cli_train_rejects_bad_input(capsys):
+    from capstone.cli import main
+
+    assert main(["train", "--dataset", "imagenet"]) == 2
+    assert "unknown dataset name 'imagenet'" in capsys.readouterr().err
