@@ -155,7 +155,7 @@ class LivePlot:
         from IPython.display import Image
 
         start = self.clock()
-        self.plotter.plot()
+        self.draw()
         image = Image(data=figure_png(self.figure), format="png")
         if self._handle is None:
             self._handle = self._display(image, display_id=True)
@@ -169,5 +169,10 @@ class LivePlot:
     def close(self):
         """Draw everything recorded; push the final PNG when live. Returns the figure."""
         if not self.update(force=True):
-            self.plotter.plot()
+            self.draw()
         return self.figure
+
+    def draw(self):
+        """Let noggin draw everything recorded, then fit the layout (titles, axis labels)."""
+        self.plotter.plot()
+        self.figure.tight_layout()

@@ -205,8 +205,10 @@ def train(
     info = {"dataset": dataset.name, "settings": {**settings, "seed": seed}}
 
     epoch = 0
+    epochs_bar = tqdm(total=settings["epochs"], desc="epochs", disable=not progress)
+    batches_bar = tqdm(desc="batches", disable=not progress)
     try:
-        for epoch in tqdm(range(1, settings["epochs"] + 1), desc="epochs", disable=not progress):
+        for epoch in range(1, settings["epochs"] + 1):
             epoch_start = time.perf_counter()
             triples = make_triples(
                 dataset, caption_embeddings, split="train", negatives=settings["negatives"],
@@ -214,13 +216,14 @@ def train(
             ).shuffled(rng)
             train_means = train_epoch(image, optim, dataset.features, caption_embeddings,
                                       triples, settings, recorder, epoch=epoch,
-                                      on_batch=on_batch, progress=progress)
+                                      on_batch=on_batch, bar=batches_bar)
             val = validation_metrics(image, dataset, caption_embeddings, validation,
                                      settings["margin"])
             recorder.set_test_batch({"loss": val["loss"], "accuracy": val["accuracy"]},
                                     batch_size=len(validation["hard"]))
             recorder.set_test_epoch()
             history.records.append(epoch_record(epoch, train_means, val, epoch_start))
+            epochs_bar.update()
             if val["accuracy"] > best["validation"]["accuracy"]:
                 best = {"epoch": epoch, "validation": val, "arrays": image.get_arrays()}
                 history.best_epoch = epoch
@@ -231,6 +234,9 @@ def train(
         where = f", saved at {out}" if out is not False and best["epoch"] else ""
         print(f"interrupted in epoch {epoch}: returning the best model so far (epoch "
               f"{best['epoch']}, validation accuracy {best['validation']['accuracy']:.3f}{where})")
+    finally:
+        batches_bar.close()
+        epochs_bar.close()
 
     image.set_arrays(best["arrays"])
     model = SearchModel(image, text, {**info, "metrics": best_metrics(best, history, started)})
@@ -243,26 +249,27 @@ def train(
 
 
 def train_epoch(image, optim, features, caption_embeddings, triples, settings, recorder, *,
-                epoch=1, on_batch=None, progress=True):
+                epoch=1, on_batch=None, bar=None):
     """One pass over ``triples`` in batches: forward, ``loss.backward()``, ``optim.step()``.
 
     Records each batch's loss and accuracy in ``recorder``, closes its training epoch, and calls
-    ``on_batch(epoch, batch_index, metrics)`` after each batch when given. Returns the epoch's
-    mean ``loss`` and ``accuracy`` over triples.
+    ``on_batch(epoch, batch_index, metrics)`` after each batch when given, and advances the
+    ``tqdm`` progress ``bar`` when given. Returns the epoch's mean ``loss`` and ``accuracy`` over
+    triples.
 
     mygrad 2.x nulls a parameter's gradient as soon as it enters a new graph, so gradients never
     accumulate across batches. BLAS runs on one thread here: the matrices are small, and on a busy
     2-core machine OpenBLAS's extra threads make each batch several times slower.
     """
     from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
 
     batch_size = settings["batch_size"]
     totals = np.zeros(2)
     starts = range(0, len(triples), batch_size)
+    if bar is not None:
+        bar.reset(total=len(starts))
     with threadpool_limits(limits=1, user_api="blas"):
-        for batch_index, start in enumerate(tqdm(starts, desc="batches", leave=False,
-                                                 disable=not progress)):
+        for batch_index, start in enumerate(starts):
             rows = slice(start, start + batch_size)
             loss, sim_good, sim_bad = cosine_triple_loss(
                 image, caption_embeddings[triples.caption_rows[rows]],
@@ -274,6 +281,8 @@ def train_epoch(image, optim, features, caption_embeddings, triples, settings, r
             metrics = {"loss": loss.item(), "accuracy": triple_accuracy(sim_good, sim_bad)}
             recorder.set_train_batch(metrics, batch_size=len(sim_good))
             totals += len(sim_good) * np.array([metrics["loss"], metrics["accuracy"]])
+            if bar is not None:
+                bar.update()
             if on_batch:
                 on_batch(epoch, batch_index, metrics)
     recorder.set_train_epoch()
