@@ -104,6 +104,7 @@ def test_trained_beats_untrained_and_chance(trained):
     assert good["n_images"] == 50 and good["5k_recall@1"] is None  # only 60 validation images
     text = format_table(table)
     assert "recall@10" in text and "untrained" in text
+    assert "5k_recall@1" not in text  # a protocol no column could run is left out
 
 
 def test_evaluate_reports_concepts_per_word(trained):
