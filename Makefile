@@ -21,7 +21,7 @@ install: $(STAMP)
 
 # Debian's Chromium for the browser tests (never a browser downloaded by a test tool).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@test -x /usr/bin/chromium || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
