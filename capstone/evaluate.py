@@ -261,7 +261,8 @@ def format_table(table: dict) -> str:
     def cell(value):
         if value is None:
             return "-"
-        return f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
+        whole = not isinstance(value, float) or value.is_integer()
+        return f"{value:g}" if whole else f"{value:.3f}"
 
     lines = [" " * width + "".join(f"{c:>{column_width}}" for c in columns)]
     lines += [name.ljust(width) + "".join(f"{cell(table[c].get(name)):>{column_width}}"

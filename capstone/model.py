@@ -166,10 +166,8 @@ class SearchModel:
         if path.suffix != ".npz":
             raise ValueError(f"a model file must end in .npz, got {path}")
         info = json.dumps(self.info, sort_keys=True)
-        return atomic_write(
-            path,
-            lambda tmp: np.savez(tmp, format=np.array(FORMAT), info=np.array(info), **self.arrays()),
-        )
+        arrays = {"format": np.array(FORMAT), "info": np.array(info), **self.arrays()}
+        return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
     @classmethod
     def load(cls, path, glove=None) -> SearchModel:

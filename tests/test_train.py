@@ -89,7 +89,8 @@ def test_interrupt_returns_the_saved_best_model(tmp_path, capsys):
     assert history.interrupted and history.best_epoch == 1 and len(history.records) == 1
     assert model.checksum == SearchModel.load(out, glove=GLOVE).checksum
     assert model.checksum == snapshots["after epoch 1"]
-    assert "interrupted in epoch 2: returning the best model so far (epoch 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "interrupted in epoch 2: returning the best model so far (epoch 1" in printed
 
 
 def test_best_model_is_saved_with_settings_and_metrics(tmp_path):
