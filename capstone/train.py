@@ -29,10 +29,10 @@ PRESETS = {
         epochs=30, batch_size=32, lr=1e-3, momentum=0.9, margin=0.25, optimizer="sgd",
         negatives="hard", n_candidates=25,
     ),
-    # Measured best on the sample: Adam at lr 3e-3, and a margin and hardness
-    # that fit the text space. There a caption's own image's other captions beat a 25-candidate
-    # hard negative's captions by a median cosine gap of only 0.008 (never 0.25), so margin 0.25
-    # keeps every hard triple's loss on; margin 0.1 with 5 candidates trains best.
+    # Measured best on the sample: Adam at lr 3e-3, and a margin and hardness that fit the text
+    # space. There, a caption's own image's other captions beat a 25-candidate hard negative's
+    # captions by a median cosine gap of only 0.008 (never 0.25), so margin 0.25 keeps every hard
+    # triple's loss on; margin 0.1 with 5 candidates trains best.
     "default": dict(
         epochs=30, batch_size=32, lr=3e-3, momentum=0.9, margin=0.1, optimizer="adam",
         negatives="hard", n_candidates=5,
@@ -54,7 +54,7 @@ class History:
         Epoch of the returned model (0: untrained, when no epoch finished or improved).
     interrupted : bool
         Whether training was stopped early (KeyboardInterrupt).
-    recorder : noggin.LivePlot or noggin.LiveLogger
+    recorder : capstone.live.LivePlot or noggin.LiveLogger
         noggin's record of every batch and epoch (``recorder.train_metrics``, ``test_metrics``).
     figure : matplotlib.figure.Figure or None
         The loss and accuracy curves (``None`` with ``plot=False``).
@@ -151,7 +151,8 @@ def train(
     seed : int
         Seeds the initial weights, the triples and their order: a run is reproducible.
     glove : gensim KeyedVectors, optional
-        Word vectors; by default the dataset's (``dataset.glove_name``).
+        The vectors ``dataset.glove_name`` names (the saved model records that name), when
+        already loaded; by default loaded here.
     text : capstone.text.TextEmbedder, optional
         An embedder already fitted on the training captions; by default one is fitted here
         (IDF over the training captions only).
@@ -173,6 +174,13 @@ def train(
         The weights of the best epoch by validation triple accuracy, with ``info`` recording the
         settings and metrics.
     history : History
+
+    Notes
+    -----
+    Validation uses fixed triples of the validation images (25-candidate hard negatives, and
+    random ones), the same in every run. Stopping training (KeyboardInterrupt, e.g. the notebook's
+    stop button) ends it cleanly: one line is printed and the best model so far is returned
+    (and is already saved when an epoch improved it).
     """
     from tqdm.auto import tqdm
 
@@ -336,11 +344,7 @@ def new_recorder(plot: bool, live: bool | None):
         return LivePlot(("loss", "accuracy"), live=live)
     import noggin
 
-    class Logger(noggin.LiveLogger):
-        def close(self):
-            return None
-
-    return Logger()
+    return noggin.LiveLogger()
 
 
 def resolve_dataset(dataset):
