@@ -10,6 +10,7 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -20,7 +21,9 @@ import numpy as np
 from mygrad.nnet.losses import margin_ranking_loss
 from mynn.optimizers import SGD, Adam
 
+from .evaluate import evaluate
 from .model import ImageEmbedder, SearchModel
+from .paths import default_model_path
 from .triples import NEGATIVES, make_triples, triple_accuracy, triple_metrics
 
 PRESETS = {
@@ -183,9 +186,6 @@ def train(
     (and is already saved when an epoch improved it).
     """
     from tqdm.auto import tqdm
-
-    from .evaluate import evaluate
-    from .paths import default_model_path
 
     settings = resolve_settings(
         preset, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, margin=margin,
@@ -384,15 +384,19 @@ def add_cli(subparsers) -> None:
 
 
 def run_train_cli(args) -> int:
-    """``python -m capstone train``: train, save, print one JSON line of metrics."""
-    model, history = train(
-        args.dataset, preset=args.preset, epochs=args.epochs, negatives=args.negatives,
-        seed=args.seed, out=args.out, live=False, plot=False, progress=sys.stderr.isatty(),
-    )
-    from .paths import default_model_path
+    """``python -m capstone train``: train, save, print one JSON line of metrics.
 
+    Everything else (progress, the interrupt notice) goes to stderr.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        model, history = train(
+            args.dataset, preset=args.preset, epochs=args.epochs, negatives=args.negatives,
+            seed=args.seed, out=args.out, live=False, plot=False, progress=sys.stderr.isatty(),
+        )
     out = args.out or default_model_path(model.info["dataset"])
-    summary = {"dataset": model.info["dataset"], "model": str(out), "checksum": model.checksum,
+    saved = not history.interrupted or history.best_epoch > 0
+    summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
+               "checksum": model.checksum,
                "interrupted": history.interrupted, "best_epoch": history.best_epoch,
                **model.info.get("metrics", {})}
     print(json.dumps(summary))
