@@ -182,9 +182,10 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
     dict
         ``triple_accuracy`` (fixed hard validation triples), ``triple_accuracy_random``,
         ``triple_loss``, ``recall@1/5/10`` and ``median_rank`` (text to image, 1K),
-        ``i2t_recall@1/5/10`` and ``i2t_median_rank`` (image to text, 1K), ``n_images``; with
-        5,000 or more validation images the same under ``5k_`` prefixes (else ``None``); on the
-        sample ``concept_precision@10`` and ``concept_precision@10_per_concept``.
+        ``i2t_recall@1/5/10`` and ``i2t_median_rank`` (image to text, 1K), ``n_images``; when
+        the validation split has ``5 * n_images`` images (5,000: COCO 5K) the same among those
+        under ``5k_`` prefixes (else ``None``); with scene records (the sample)
+        ``concept_precision@10`` and ``concept_precision@10_per_concept``.
     """
     if margin is None:
         margin = getattr(model, "info", {}).get("settings", {}).get("margin", 0.25)

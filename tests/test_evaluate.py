@@ -167,3 +167,13 @@ def test_cli_evaluate_names_the_command_for_a_missing_model(tmp_path, capsys):
 
     assert main(["evaluate", "--dataset", "sample", "--model", str(tmp_path / "none.npz")]) == 2
     assert "python -m capstone train --dataset sample" in capsys.readouterr().err
+
+
+def test_the_larger_protocol_runs_when_the_split_is_big_enough(trained):
+    metrics = evaluate(trained, DATASET, n_images=10, concepts=False)  # 5 x 10 <= 60 images
+    assert metrics["n_images"] == 10
+    for prefix in ("5k_", "5k_i2t_"):
+        assert 0 <= metrics[f"{prefix}recall@1"] <= metrics[f"{prefix}recall@10"] <= 1
+        assert metrics[f"{prefix}median_rank"] >= 1
+    # among five times the images, the right one is harder to rank first
+    assert metrics["5k_recall@1"] <= metrics["recall@1"]
