@@ -167,6 +167,8 @@ def test_cli_evaluate_names_the_command_for_a_missing_model(tmp_path, capsys):
 
     assert main(["evaluate", "--dataset", "sample", "--model", str(tmp_path / "none.npz")]) == 2
     assert "python -m capstone train --dataset sample" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", "imagenet"]) == 2
+    assert "unknown dataset name 'imagenet'" in capsys.readouterr().err
 
 
 def test_the_larger_protocol_runs_when_the_split_is_big_enough(trained):
