@@ -165,7 +165,7 @@ def show_images(
         ax.set_axis_off()
         image = load_image(url)
         if image is not None:
-            ax.imshow(image)
+            ax.imshow(image.convert("RGB"))  # grayscale (mode L) as gray, not a colour map
         else:
             _draw_placeholder(ax, image_id, image_captions[0] if image_captions else "")
     fig.tight_layout()
