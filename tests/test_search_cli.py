@@ -10,7 +10,7 @@ from capstone.cli import main
 from capstone.data import load_dataset
 from capstone.database import ImageDatabase
 from capstone.model import load_model
-from capstone.sample import UNUSED_SYNONYMS
+from capstone.sample import KINDS, UNUSED_SYNONYMS
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +117,40 @@ def precision_at_10(db, query, relevant) -> float:
     return float(np.mean([relevant(db.dataset.scenes[r["image_id"]]) for r in db.query(query, 10)]))
 
 
-@pytest.mark.parametrize("background", ["grass", "night"])
-def test_a_word_no_caption_uses_finds_the_scenes_through_glove(db, background):
-    synonym = UNUSED_SYNONYMS[background]  # "turf", "evening"
+@pytest.fixture(scope="module")
+def full_sample_db():
+    """The whole default sample (2,970 images) and a model trained on it with the defaults.
+
+    The 200-image sample is too small for every GloVe neighbour to be learned reliably; on the
+    full sample the words below reach P@10 >= 0.9 for seeds 0, 1 and 2.
+    """
+    from capstone.paths import cache_dir
+    from capstone.sample import SAMPLE_VERSION
+    from capstone.train import train
+
+    dataset = load_dataset("sample")
+    model_path = cache_dir() / "search-tests" / f"full-sample-v{SAMPLE_VERSION}-model.npz"
+    try:
+        model = load_model(model_path)
+    except ValueError:  # missing or unreadable: train it (about 10 s)
+        model, _ = train(dataset, out=model_path, plot=False, progress=False)
+    return ImageDatabase.build(model, dataset)
+
+
+def scene_has(concept):
+    if concept in KINDS:
+        return lambda scene: any(obj["kind"] == concept for obj in scene["objects"])
+    return lambda scene: scene["background"] == concept
+
+
+@pytest.mark.parametrize("concept", ["boat", "car", "grass", "snow"])
+def test_a_word_no_caption_uses_finds_the_scenes_through_glove(full_sample_db, concept):
+    db = full_sample_db
+    synonym = UNUSED_SYNONYMS[concept]  # "ship", "vehicle", "turf", "winter"
     assert not any(synonym in caption.lower().split() for caption in db.dataset.captions)
-    scenes = [db.dataset.scenes[int(image_id)] for image_id in db.image_ids]
-    chance = np.mean([scene["background"] == background for scene in scenes])
-    precision = precision_at_10(db, synonym, lambda scene: scene["background"] == background)
-    assert precision >= max(0.5, 3 * chance)
+    relevant = scene_has(concept)
+    chance = np.mean([relevant(db.dataset.scenes[int(image_id)]) for image_id in db.image_ids])
+    assert precision_at_10(db, synonym, relevant) >= max(0.7, 3 * chance)
 
 
 def test_tags_name_what_is_in_the_picture(db):
