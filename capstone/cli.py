@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import data
+
+    data.notice_buffer = notices = []
     try:
         result = args.func(args)
     except (CapstoneError, ValueError, KeyError, FileNotFoundError) as error:
@@ -57,4 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        data.notice_buffer = None
+    for notice in notices:
+        print(notice, file=sys.stderr)
     return int(result or 0)

@@ -245,14 +245,22 @@ def coco_paths() -> dict:
     return {"captions": folder / CAPTIONS_FILE, "features": folder / FEATURES_FILE}
 
 
+#: When a list, notices are appended to it instead of printed (the command line collects them,
+#: so that an error is reported as exactly one line and notices follow a successful run).
+notice_buffer: list | None = None
+
+
 @functools.cache
 def _announce_sample() -> None:
     """Say once per process that the sample stands in for the real data."""
-    print(
+    message = (
         "Using the embedded sample dataset: the real COCO files are not on disk "
-        f"(`{DOWNLOAD_COMMAND}` gets them).",
-        file=sys.stderr,
+        f"(`{DOWNLOAD_COMMAND}` gets them)."
     )
+    if notice_buffer is not None:
+        notice_buffer.append(message)
+    else:
+        print(message, file=sys.stderr)
 
 
 def default_dataset_name(*, announce: bool = False) -> str:

@@ -350,3 +350,18 @@ def test_download_fails_offline_in_one_line(no_cogworks_cache, monkeypatch, caps
     assert last.startswith("error: could not download captions_train2014.json")
     assert "python -m capstone download" in last
     assert not list(no_cogworks_cache.iterdir())
+
+
+def test_the_command_line_reports_an_error_in_one_line_even_on_the_sample(
+    no_cogworks_cache, tmp_path, capsys
+):
+    data._announce_sample.cache_clear()
+    assert cli.main(["search", "--model", str(tmp_path / "none.npz"), "a boat"]) == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and error[0].startswith("error:") and "capstone train" in error[0]
+    data._announce_sample.cache_clear()
+    assert cli.main(["data", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["dataset"] == "sample"
+    notice = err.splitlines()
+    assert len(notice) == 1 and "embedded sample dataset" in notice[0]
