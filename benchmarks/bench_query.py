@@ -9,7 +9,8 @@ ours      ``db.query(text, k=10)``: text embedding, cosine scores, exact top-10,
 baseline  ``M @ q`` and ``np.argpartition`` over the same matrix, the query vector precomputed
 
 Both are timed alternately, query by query, so that machine load affects them alike.
-Targets: median under 5 ms, ratio at most 1.5.
+Targets: ours within 1.5x of the baseline at the median (``ratio`` = baseline / ours, like every
+other row: at least 0.667), and under 5 ms at the median on the course's machines (in the note).
 """
 
 from __future__ import annotations
@@ -97,9 +98,10 @@ def rows() -> list[dict]:
             "stage": f"text query latency, {stage}",
             "baseline": round(base_ms, 3),
             "ours": round(ours_ms, 3),
-            "ratio": round(ours_ms / base_ms, 3),
+            "ratio": round(base_ms / ours_ms, 3),
             "unit": "ms",
             "note": note,
+            **({"target": round(1 / 1.5, 3)} if stage == "median" else {}),
         })
     return result
 
