@@ -1,10 +1,12 @@
-"""A local JupyterLab (with Voila's server extension) and Debian's Chromium for the browser tests.
+"""A local JupyterLab (with Voila's and Notebook 7's server extensions) and Debian's Chromium.
 
 The server binds 127.0.0.1 on a free port with a random token, in its own process group, with
 Jupyter's config, runtime and data folders and IPython's folder in a temporary directory (the
 venv's ``share/jupyter``, where the ipywidgets and ipympl front-end extensions live, stays on the
-path). :meth:`JupyterServer.stop` shuts the kernels down through the REST API, stops the process
-group and returns the processes still alive (none, when all went well).
+path). It serves JupyterLab at ``lab/tree/<path>``, Notebook 7 at ``notebooks/<path>`` and Voila
+at ``voila/render/<path>``; both JupyterLab and Notebook 7 expose their application to scripts as
+``window.jupyterapp``. :meth:`JupyterServer.stop` shuts the kernels down through the REST API,
+stops the process group and returns the processes still alive (none, when all went well).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class JupyterServer:
 
     def url(self, path: str) -> str:
         """Full address of a page such as ``lab/tree/04_training.ipynb``, token included."""
-        return f"{self.base_url}{path}?token={self.token}"
+        separator = "&" if "?" in path else "?"
+        return f"{self.base_url}{path}{separator}token={self.token}"
 
     def api(self, method: str, path: str, timeout: float = 10):
         """Call the REST API (``api/...``); return the decoded JSON, or None when empty."""
@@ -85,6 +88,11 @@ class JupyterServer:
         """Ids of the kernels the server runs."""
         return [kernel["id"] for kernel in self.api("GET", "api/kernels")]
 
+    def shutdown_kernels(self, timeout: float = 30) -> None:
+        """Shut down every kernel (``DELETE api/kernels/<id>`` returns once it has stopped)."""
+        for kernel_id in self.kernel_ids():
+            self.api("DELETE", f"api/kernels/{kernel_id}", timeout=timeout)
+
     def log(self) -> str:
         """What the server printed so far (for failure messages)."""
         return self.log_path.read_text(errors="replace")
@@ -97,8 +105,7 @@ class JupyterServer:
         except psutil.NoSuchProcess:
             pass
         try:
-            for kernel_id in self.kernel_ids():
-                self.api("DELETE", f"api/kernels/{kernel_id}", timeout=timeout)
+            self.shutdown_kernels(timeout)
         except OSError:
             pass  # the server is gone already; the process checks below still apply
         group = os.getpgid(self.process.pid) if self.process.poll() is None else None
@@ -126,6 +133,23 @@ def isolated_env(home: Path, extra: dict | None = None) -> dict:
     return env
 
 
+def write_kernelspec(home: Path, name: str, env: dict) -> None:
+    """Add a kernel ``name`` to servers started with ``home``: this Python, plus ``env``.
+
+    A notebook whose ``metadata.kernelspec.name`` is ``name`` runs in it; its display name is
+    the default kernel's, so screenshots look the same.
+    """
+    folder = home / "jupyter_data_dir" / "kernels" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "env": env,
+    }
+    (folder / "kernel.json").write_text(json.dumps(spec))
+
+
 def start_jupyter(root_dir: Path, home: Path, env: dict | None = None, timeout=90) -> JupyterServer:
     """Start JupyterLab on 127.0.0.1 serving ``root_dir``; wait until ``api/status`` answers.
 
@@ -147,6 +171,7 @@ def start_jupyter(root_dir: Path, home: Path, env: dict | None = None, timeout=9
         "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
         "--LabApp.news_url=", "--LabApp.expose_app_in_browser=True",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ] + (["--allow-root"] if os.geteuid() == 0 else [])  # fmt: skip
     with open(log_path, "wb") as log:

@@ -1,23 +1,32 @@
-"""A real Chromium against a local JupyterLab: the search page, and live training curves.
+"""A real Chromium against a local Jupyter server: the search box and the live training curves.
 
-One JupyterLab server (with Voila's server extension) serves a temporary copy of
-``notebooks/``, with the hermetic test cache and the sample dataset in its kernels' environment.
+One server (JupyterLab, with Notebook 7's and Voila's server extensions) serves a temporary copy
+of ``notebooks/``, with the hermetic test cache and the sample dataset in its kernels'
+environment. The search box is tested in Voila, JupyterLab and Notebook 7, the live training
+curves in JupyterLab and Notebook 7. Each test ends by shutting its kernels down. The training
+notebook runs in a kernel that saves its model to a temporary file, not to the cache the search
+tests read, so no test depends on another's order or on a training run finishing.
 Screenshots go to ``build/screenshots/``.
 """
 
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from browser_helpers import launch_chromium, start_jupyter
+from browser_helpers import launch_chromium, start_jupyter, write_kernelspec
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 PAGE_TIMEOUT_MS = 150_000  # a first run generates the sample and trains the app's model
+# Where each front end opens a notebook (JupyterLab without the tabs an earlier test left open).
+UIS = {"lab": "lab/tree/{}?reset", "notebook7": "notebooks/{}"}
+TRAINING_KERNEL = "capstone-training"  # the default kernel, saving models to a temporary file
 
 # The <img> of each result tile, drawn on a canvas: the pictures' pixels, whatever their urls.
 RESULT_PIXELS = """() => {
@@ -30,8 +39,8 @@ RESULT_PIXELS = """() => {
         return canvas.toDataURL();
     });
 }"""
-# JupyterLab's open notebook with its kernel connected and answering (a Run All issued
-# earlier can stop after the first cell).
+# The open notebook (JupyterLab or Notebook 7) with its kernel connected and answering (a Run
+# All issued earlier can stop after the first cell).
 KERNEL_READY = """async () => {
     const panel = window.jupyterapp.shell.currentWidget;
     await panel.context.ready;
@@ -39,7 +48,7 @@ KERNEL_READY = """async () => {
     await panel.sessionContext.session.kernel.info;
 }"""
 # The live training figure: the output <img> of the cell that calls train(, and whether that
-# cell still runs (JupyterLab shows its prompt as [*]).
+# cell still runs (both front ends show its prompt as [*]).
 TRAINING_FIGURE = """() => {
     const cells = [...document.querySelectorAll('.jp-CodeCell')];
     const cell = cells.find(c => /= train\\(/.test(c.querySelector('.jp-InputArea').textContent));
@@ -61,7 +70,7 @@ RECORD_FIGURES = f"""() => {{
 
 @pytest.fixture(scope="module")
 def database():
-    """The database the search page serves; a quick model is trained here when none is saved."""
+    """The database the search box serves; a quick model is trained here when none is saved."""
     from capstone.data import load_dataset
     from capstone.database import ImageDatabase
     from capstone.model import load_model
@@ -76,12 +85,21 @@ def database():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, database):
+def training_model(tmp_path_factory):
+    """Where the training notebook's kernel saves its model (``CAPSTONE_MODEL``)."""
+    return tmp_path_factory.mktemp("training") / "model.npz"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, database, training_model):
     root = tmp_path_factory.mktemp("notebooks")
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):  # a copy: the browser may save
         shutil.copy(notebook, root)
+    use_kernel(root / "04_training.ipynb", TRAINING_KERNEL)
+    home = tmp_path_factory.mktemp("jupyter-home")
+    write_kernelspec(home, TRAINING_KERNEL, {"CAPSTONE_MODEL": str(training_model)})
     env = {name: os.environ[name] for name in ("CAPSTONE_CACHE", "CAPSTONE_DATASET")}
-    server = start_jupyter(root, tmp_path_factory.mktemp("jupyter-home"), env)
+    server = start_jupyter(root, home, env)
     yield server
     left = server.stop()
     assert not left, f"processes left behind: {left}"
@@ -98,10 +116,34 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, server):
+    """A new tab; afterwards it closes and every kernel the test started shuts down."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     yield page
     page.close()
+    server.shutdown_kernels()
+
+
+def use_kernel(path, kernel_name):
+    """Make the notebook file at ``path`` open with the kernel ``kernel_name``."""
+    notebook = json.loads(path.read_text())
+    notebook["metadata"]["kernelspec"]["name"] = kernel_name
+    path.write_text(json.dumps(notebook))
+
+
+def open_notebook(page, server, ui, name):
+    """Open notebook ``name`` in ``ui`` (a key of ``UIS``); return once its kernel answers."""
+    page.goto(server.url(UIS[ui].format(name)), timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => window.jupyterapp?.shell.currentWidget?.sessionContext", timeout=60_000
+    )
+    page.evaluate(KERNEL_READY)
+
+
+def run_all(page):
+    """Start running every cell of the open notebook (without waiting for them to finish)."""
+    # not awaited: the command's promise only settles when every cell has run
+    page.evaluate("() => { window.jupyterapp.commands.execute('runmenu:run-all'); }")
 
 
 def screenshot(page, name, element=None, down_to=None):
@@ -135,40 +177,62 @@ def expected_labels(database, text, k):
     return [f"{result['score']:.3f} {result['captions'][0]}" for result in database.query(text, k)]
 
 
+def search(page, database, text, previous=None):
+    """Type ``text`` into the search box; check the tiles are the database's results for it.
+
+    Returns the pixels of the result pictures (new ones: different from ``previous``).
+    """
+    page.locator(".capstone-query input").fill(text)
+    pixels = wait_for_new_results(page, previous)
+    labels = page.locator(".capstone-result").all_inner_texts()
+    expected = expected_labels(database, text, len(labels))
+    assert len(pixels) == len(labels) >= 3
+    assert all(want in label for want, label in zip(expected, labels, strict=True)), labels
+    return pixels
+
+
+def wait_for_file(path, timeout=30):
+    """Return once ``path`` exists; ``TimeoutError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.1)
+
+
 def test_search_page_shows_results_that_follow_the_query(server, database, page):
     page.goto(server.url("voila/render/app.ipynb"), timeout=PAGE_TIMEOUT_MS)
-    query = page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
-    query.fill("a red boat on the water")
-    boats = wait_for_new_results(page)
-    labels = page.locator(".capstone-result").all_inner_texts()
-    expected = expected_labels(database, "a red boat on the water", len(labels))
-    assert len(boats) == len(labels) >= 3
-    assert all(want in label for want, label in zip(expected, labels, strict=True)), labels
+    page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
+    boats = search(page, database, "a red boat on the water")
     screenshot(page, "search.png", down_to=page.locator(".capstone-results"))
+    assert search(page, database, "a yellow flower in the snow", previous=boats) != boats
 
-    query.fill("a yellow flower in the snow")
-    flowers = wait_for_new_results(page, previous=boats)
-    labels = page.locator(".capstone-result").all_inner_texts()
-    expected = expected_labels(database, "a yellow flower in the snow", len(labels))
-    assert flowers != boats
-    assert all(want in label for want, label in zip(expected, labels, strict=True)), labels
-
-    query.fill("qwzx vbnm")
+    page.locator(".capstone-query input").fill("qwzx vbnm")
     message = page.locator(".capstone-message")
     message.wait_for(state="visible", timeout=30_000)
     assert "No known words" in message.inner_text()
     assert page.locator(".capstone-result").count() == 0
 
 
-def test_training_curves_redraw_while_training_runs(server, page):
-    page.goto(server.url("lab/tree/04_training.ipynb"), timeout=PAGE_TIMEOUT_MS)
-    page.wait_for_function(
-        "() => window.jupyterapp?.shell.currentWidget?.sessionContext", timeout=60_000
-    )
-    page.evaluate(KERNEL_READY)
+@pytest.mark.parametrize("ui", UIS)
+def test_search_box_in_a_notebook_follows_the_query(server, database, page, ui):
+    open_notebook(page, server, ui, "app.ipynb")
+    run_all(page)
+    page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
+    boats = search(page, database, "a red boat on the water")
+    page.locator(".capstone-results").scroll_into_view_if_needed()
+    screenshot(page, f"search-{ui}.png")
+    assert search(page, database, "a yellow flower in the snow", previous=boats) != boats
+
+
+@pytest.mark.parametrize("ui", UIS)
+def test_training_curves_redraw_while_training_runs(server, page, training_model, ui):
+    from capstone.model import load_model
+
+    training_model.unlink(missing_ok=True)
+    open_notebook(page, server, ui, "04_training.ipynb")
     page.evaluate(RECORD_FIGURES)
-    # not awaited: the command's promise only settles when every cell has run
-    page.evaluate("() => { window.jupyterapp.commands.execute('runmenu:run-all'); }")
+    run_all(page)
     page.wait_for_function(
         "() => window.figures.filter(figure => figure.running).length >= 2",
         timeout=PAGE_TIMEOUT_MS,
@@ -177,7 +241,12 @@ def test_training_curves_redraw_while_training_runs(server, page):
     first, second = [figure for figure in figures if figure["running"]][:2]
     assert first["src"].startswith("data:image/png") and first["src"] != second["src"]
     cell = page.locator(".jp-CodeCell").filter(has_text="model, history = train(")
+    cell.evaluate("cell => cell.scrollIntoView()")  # the code, progress bars and figure
     figure = cell.locator(".jp-OutputArea-output img")
-    figure.scroll_into_view_if_needed()
-    screenshot(page, "training.png", figure)
-    screenshot(page, "training-lab.png")
+    if ui == "lab":
+        screenshot(page, "training.png", figure)
+    screenshot(page, f"training-{ui}.png")
+
+    wait_for_file(training_model)  # saved after the first epoch that beats the initial weights
+    server.shutdown_kernels()  # the kernel is stopped mid-training: what it saved must load
+    assert load_model(training_model).info["dataset"] == "sample"
