@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, MissingFileError
 from .paths import atomic_write, default_database_path
 
 SPLITS = ("all", "validation")
@@ -158,28 +159,40 @@ class ImageDatabase:
 
         Raises
         ------
-        FileNotFoundError
-            If ``path`` does not exist.
+        MissingFileError
+            If ``path`` does not exist (a ``FileNotFoundError``).
+        DataError
+            If it is not a database written by :meth:`save` (e.g. a truncated file).
         StaleDatabaseError
             If it was built by another model, or for other images of the dataset.
         """
         path = Path(path)
-        with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in saved.files}
-        split = str(arrays["split"])
         how_to_fix = f"delete {path} or use ImageDatabase.load_or_build to rebuild it"
-        if str(arrays["checksum"]) != model.checksum:
+        if not path.is_file():
+            raise MissingFileError(f"no image database at {path}; build one with "
+                                   "ImageDatabase.load_or_build")
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                image_ids, embeddings, checksum, name, split = [
+                    saved[key] for key in ("image_ids", "embeddings", "checksum", "dataset", "split")
+                ]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise DataError(
+                f"{path} is not a readable image database ({error!r}); {how_to_fix}"
+            ) from None
+        split = str(split)
+        if str(checksum) != model.checksum:
             raise StaleDatabaseError(
                 f"the image database {path} was built by another model; {how_to_fix}"
             )
-        if str(arrays["dataset"]) != dataset.name or not np.array_equal(
-            arrays["image_ids"], cls.split_image_ids(dataset, split)
+        if str(name) != dataset.name or not np.array_equal(
+            image_ids, cls.split_image_ids(dataset, split)
         ):
             raise StaleDatabaseError(
                 f"the image database {path} does not match the {dataset.name} dataset's "
                 f"{split!r} images; {how_to_fix}"
             )
-        return cls(arrays["image_ids"], arrays["embeddings"], model, dataset, split)
+        return cls(image_ids, embeddings, model, dataset, split)
 
     @classmethod
     def load_or_build(cls, model, dataset, split: str = "all", path=None) -> ImageDatabase:

@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from capstone.data import Dataset
 from capstone.database import ImageDatabase, StaleDatabaseError, top_k
+from capstone.errors import DataError
 from capstone.glove import keyed_vectors
 from capstone.model import ImageEmbedder, SearchModel
 from capstone.text import STOP_WORDS, TextEmbedder
@@ -217,10 +218,16 @@ def test_load_or_build_builds_when_missing_or_damaged(tmp_path, model, dataset):
     path = tmp_path / "db.npz"
     built = ImageDatabase.load_or_build(model, dataset, "validation", path=path)
     assert path.is_file() and len(built) == len(dataset.val_image_ids)
-    path.write_bytes(b"not a zip file")
-    rebuilt = ImageDatabase.load_or_build(model, dataset, "validation", path=path)
-    np.testing.assert_array_equal(rebuilt.embeddings, built.embeddings)
-    assert ImageDatabase.load(path, model, dataset).split == "validation"
+    saved = path.read_bytes()
+    for damaged in (b"not a zip file", saved[: len(saved) // 2]):  # the second: a truncated zip
+        path.write_bytes(damaged)
+        with pytest.raises(DataError, match="is not a readable image database.*delete"):
+            ImageDatabase.load(path, model, dataset)
+        rebuilt = ImageDatabase.load_or_build(model, dataset, "validation", path=path)
+        np.testing.assert_array_equal(rebuilt.embeddings, built.embeddings)
+        assert ImageDatabase.load(path, model, dataset).split == "validation"
+    with pytest.raises(FileNotFoundError, match="load_or_build"):
+        ImageDatabase.load(tmp_path / "none.npz", model, dataset)
 
 
 # -- the real pieces: a sample dataset and a model trained on it -------------------------------
