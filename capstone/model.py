@@ -182,13 +182,15 @@ class SearchModel:
         Raises
         ------
         MissingFileError
-            No such file.
+            No such file; the message names the command that trains one.
         DataError
             The file is not a capstone model.
         """
         path = Path(path)
         if not path.is_file():
-            raise MissingFileError(f"no model file at {path}")
+            raise MissingFileError(
+                f"no model file at {path}; train one with `python -m capstone train --out {path}`"
+            )
         try:
             with np.load(path, allow_pickle=False) as file:
                 arrays = {name: file[name] for name in file.files}

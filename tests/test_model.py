@@ -101,6 +101,8 @@ def test_load_model_names_the_training_command(tmp_path, monkeypatch):
         load_model(dataset="sample")
     with pytest.raises(MissingFileError, match=r"--dataset coco --out .*elsewhere.npz"):
         load_model(tmp_path / "elsewhere.npz", dataset="coco")
+    with pytest.raises(MissingFileError, match=r"python -m capstone train --out .*elsewhere.npz"):
+        SearchModel.load(tmp_path / "elsewhere.npz")
 
 
 def test_load_model_honours_capstone_model(tmp_path, monkeypatch):
