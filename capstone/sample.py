@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -615,7 +616,8 @@ def ensure_sample(folder=None) -> Path:
     """
     folder = Path(folder).expanduser() if folder is not None else paths.sample_dir()
     if read_marker(folder).get("version") != SAMPLE_VERSION:
-        print(f"generating the sample dataset in {folder} (once, about 15 s)", flush=True)
+        # stderr: stdout stays what the command prints (e.g. one JSON object for ``data --json``)
+        print(f"generating the sample dataset in {folder} (once, about 15 s)", file=sys.stderr)
         write_sample(folder)
     return folder
 
