@@ -90,7 +90,6 @@ class Dataset:
     seed: int = 0
 
     def __post_init__(self):
-        self._row_of = {int(image_id): row for row, image_id in enumerate(self.image_ids)}
         self.train_image_ids, self.val_image_ids = self.split(self.train_fraction, self.seed)
 
     # -- lookups -------------------------------------------------------------------------------
