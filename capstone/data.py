@@ -22,8 +22,6 @@ import itertools
 import json
 import os
 import pickle
-import re
-import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +162,10 @@ class Dataset:
     @functools.cached_property
     def vocabulary_size(self) -> int:
         """Number of distinct tokens over all captions (of images with or without features)."""
+        from .text import tokenize  # imports scipy: only when the summary is asked for
+
         all_captions = itertools.chain.from_iterable(self.image_captions.values())
-        return len(set(_tokenizer()("\n".join(all_captions))))
+        return len(set(tokenize("\n".join(all_captions))))
 
     @property
     def train_captions_mask(self) -> np.ndarray:
@@ -594,19 +594,6 @@ def _read_features_pickle(path: Path, remedy: str) -> tuple:
         features[row] = vector.reshape(FEATURE_DIM)
     order = np.argsort(image_ids)
     return image_ids[order], features[order]
-
-
-# -- tokens --------------------------------------------------------------------------------------
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
-
-
-def _tokenizer():
-    """``capstone.text.tokenize`` when it exists, else the same rule written here."""
-    try:
-        from .text import tokenize
-    except ImportError:
-        return lambda text: _PUNCTUATION.sub("", text.lower()).split()
-    return tokenize
 
 
 # -- command line --------------------------------------------------------------------------------
