@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
+from .model import unit_rows
 from .paths import atomic_write, default_database_path
 
 SPLITS = ("all", "validation")
@@ -56,13 +57,6 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return best[np.argsort(-scores[best], kind="stable")]
 
 
-def _unit_rows(matrix) -> np.ndarray:
-    """C-contiguous float32 copy of ``matrix`` with unit rows (zero rows stay zero)."""
-    matrix = np.array(matrix, dtype=np.float32, order="C", ndmin=2)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-
-
 def _check_count(count, name: str = "k") -> int:
     """``count`` as an int; ``ValueError`` unless it is a whole number of at least 1."""
     try:
@@ -99,7 +93,7 @@ class ImageDatabase:
 
     def __init__(self, image_ids, embeddings, model, dataset=None, split="all"):
         self.image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
-        self.embeddings = _unit_rows(embeddings)
+        self.embeddings = np.ascontiguousarray(unit_rows(np.atleast_2d(embeddings)))
         if len(self.image_ids) != len(self.embeddings):
             raise ValueError(
                 f"{len(self.image_ids)} image ids but {len(self.embeddings)} embeddings"
@@ -300,7 +294,7 @@ class ImageDatabase:
         if self._unit_features is None:
             if self.dataset is None:
                 raise ValueError("this database has no dataset, so no raw features to compare")
-            self._unit_features = _unit_rows(self.dataset.features_of(self.image_ids))
+            self._unit_features = unit_rows(self.dataset.features_of(self.image_ids))
         return self._unit_features
 
     def tags(self, image_id: int, n: int = 10) -> list[tuple[str, float]]:
@@ -334,7 +328,7 @@ class ImageDatabase:
                 if word in caption_words and word.isalpha() and word not in STOP_WORDS
             ]
             rows = [glove.key_to_index[word] for word in self._tag_words]
-            self._tag_vectors = _unit_rows(glove.vectors[rows])
+            self._tag_vectors = unit_rows(glove.vectors[rows])
         return self._tag_words, self._tag_vectors
 
 

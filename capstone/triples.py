@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from .model import unit_rows
+
 SPLITS = ("train", "validation")
 NEGATIVES = ("hard", "random")
 VALIDATION_SEED = 2014  # validation triples are the same in every run, so accuracies compare
@@ -76,9 +78,7 @@ def image_text_embeddings(image_of_caption, caption_embeddings, n_images) -> np.
         (np.ones(n_captions, np.float32), (image_of_caption, np.arange(n_captions))),
         shape=(n_images, n_captions),
     )
-    sums = np.asarray(owner @ caption_embeddings, dtype=np.float32)
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.where(norms > 0, norms, 1)
+    return unit_rows(owner @ caption_embeddings)
 
 
 def draw_other(good, n_choices, size, rng) -> np.ndarray:
