@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:  # a module not written yet
-            if error.name != module_name:
-                raise
-            continue
-        module.add_cli(subparsers)
+        importlib.import_module(module_name).add_cli(subparsers)
     return parser
 
 
