@@ -124,7 +124,7 @@ def tile_title(image_id: int, caption: str | None, score: float | None, width: i
 
 
 def show_images(
-    images, dataset=None, captions: bool = True, scores=None, ncols: int | None = None, fig=None
+    images, captions: bool = True, scores=None, dataset=None, ncols: int | None = None, fig=None
 ):
     """Draw images in a grid, each titled with its score, id and first caption.
 
@@ -133,13 +133,13 @@ def show_images(
     images : sequence of int or of dict
         Image ids, or search results (dicts with ``image_id``, ``url``, ``captions`` and
         ``score``, as :meth:`capstone.database.ImageDatabase.query` returns).
-    dataset : capstone.data.Dataset, optional
-        Where image ids' urls and captions come from; loaded with
-        :func:`capstone.data.load_dataset` when needed and not given.
     captions : bool
         Show each image's first caption.
     scores : sequence of float, optional
         One per image, shown in the titles (default: the results' scores, if any).
+    dataset : capstone.data.Dataset, optional
+        Where image ids' urls and captions come from; loaded with
+        :func:`capstone.data.load_dataset` when needed and not given.
     ncols : int, optional
         Columns of the grid (default: up to 5).
     fig : matplotlib.figure.Figure, optional

@@ -91,7 +91,7 @@ def test_a_grid_of_image_ids_uses_the_dataset(picture):
     texts = " ".join(texts_of(fig))
     assert all(f"#{image_id}" in texts for image_id in image_ids)
     assert dataset.image_captions[image_ids[0]][0] in texts
-    no_captions = show_images(image_ids[:1], dataset=dataset, captions=False)
+    no_captions = show_images(image_ids[:1], False, dataset=dataset)  # (image_ids, captions, ...)
     assert no_captions.axes[0].get_title() == f"#{image_ids[0]}"
 
 
