@@ -160,14 +160,9 @@ def show_images(
     fig.clear()
     for index, (image_id, url, image_captions, score) in enumerate(tiles):
         ax = fig.add_subplot(nrows, ncols, index + 1)
-        caption = image_captions[0] if captions and image_captions else None
-        ax.set_title(tile_title(image_id, caption, score), fontsize=8)
-        ax.set_axis_off()
-        image = load_image(url)
-        if image is not None:
-            ax.imshow(image.convert("RGB"))  # grayscale (mode L) as gray, not a colour map
-        else:
-            _draw_placeholder(ax, image_id, image_captions[0] if image_captions else "")
+        first = image_captions[0] if image_captions else ""
+        missing = f"image {image_id}\nnot available\n\n" + textwrap.fill(first, 24)
+        draw_tile(ax, url, tile_title(image_id, first if captions else None, score), missing)
     fig.tight_layout()
     return fig
 
@@ -177,11 +172,18 @@ def show_results(results, **options):
     return show_images(results, **options)
 
 
-def _draw_placeholder(ax, image_id: int, caption: str) -> None:
-    """A grey tile saying the image could not be fetched, with its id and caption."""
-    ax.set_facecolor("0.9")
-    ax.set_axis_on()
-    ax.set_xticks([])
-    ax.set_yticks([])
-    text = f"image {image_id}\nnot available\n\n" + textwrap.fill(caption, 24)
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+def draw_tile(ax, url: str | None, title: str, missing: str = "not available") -> None:
+    """Draw the image at ``url`` on ``ax`` under ``title``, or a grey tile saying ``missing``.
+
+    Grayscale images are drawn gray, not through a colour map. Never raises for a bad ``url``.
+    """
+    ax.set_title(title, fontsize=8)
+    image = load_image(url)
+    if image is None:
+        ax.set_facecolor("0.9")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+    else:
+        ax.set_axis_off()
+        ax.imshow(image.convert("RGB"))

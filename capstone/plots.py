@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from .display import load_image
+from .display import draw_tile
 from .text import STOP_WORDS, tokenize
 
 
@@ -120,19 +120,6 @@ def show_negatives(dataset, random_triples, hard_triples, n: int = 4, seed: int 
         for ax, (label, feature_row, text) in zip(row, tiles):
             image_id = int(dataset.image_ids[feature_row])
             text = text or (dataset.captions_of(image_id) or [""])[0]
-            _draw_tile(ax, dataset.url_of(image_id), f"{label}: {text}")
+            draw_tile(ax, dataset.url_of(image_id), textwrap.fill(f"{label}: {text}", 30))
     fig.tight_layout()
     return fig
-
-
-def _draw_tile(ax, url, title):
-    """An image (or a grey "not available" tile) with a wrapped title, no axes."""
-    image = load_image(url)
-    if image is None:
-        ax.set_facecolor("0.9")
-        ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=ax.transAxes)
-    else:
-        ax.imshow(image)
-    ax.set_title(textwrap.fill(title, 30), fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])

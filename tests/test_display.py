@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from capstone import display
-from capstone.display import image_cache_path, load_image, show_images, show_results
+from capstone.display import draw_tile, image_cache_path, load_image, show_images, show_results
 
 UNREACHABLE = "http://127.0.0.1:9/COCO_train2014_000000000009.jpg"
 
@@ -109,3 +109,18 @@ def test_a_grid_draws_into_a_given_figure(picture):
     fig.canvas.draw()
     drawn = np.asarray(fig.canvas.buffer_rgba())
     assert drawn.shape[-1] == 4 and (drawn[..., 0] > 150).any()
+
+
+def test_a_grayscale_tile_is_drawn_gray_and_a_missing_one_says_so(tmp_path):
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "gray.png"
+    Image.new("L", (6, 4), 90).save(path)
+    _, (image_ax, missing_ax) = plt.subplots(1, 2)
+    draw_tile(image_ax, path.as_uri(), "a gray one")
+    drawn = np.asarray(image_ax.images[0].get_array())
+    assert drawn.shape == (4, 6, 3) and (drawn == 90).all()  # RGB gray, not a colour map
+    draw_tile(missing_ax, "file:///nonexistent.png", "lost", missing="gone")
+    assert not missing_ax.images and [t.get_text() for t in missing_ax.texts] == ["gone"]
+    assert (image_ax.get_title(), missing_ax.get_title()) == ("a gray one", "lost")
+    plt.close("all")
