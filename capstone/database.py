@@ -168,7 +168,8 @@ class ImageDatabase:
         try:
             with np.load(path, allow_pickle=False) as saved:
                 image_ids, embeddings, checksum, name, split = [
-                    saved[key] for key in ("image_ids", "embeddings", "checksum", "dataset", "split")
+                    saved[key]
+                    for key in ("image_ids", "embeddings", "checksum", "dataset", "split")
                 ]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(
