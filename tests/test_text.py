@@ -199,6 +199,16 @@ def test_batches_split_into_chunks_give_the_same_rows(tiny, monkeypatch):
 
 
 @settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 99), max_size=40), st.sampled_from([100, 10_000]))
+def test_used_rows_lists_each_row_once_and_maps_every_token_to_it(rows, n_rows):
+    # both ways: over 6 tokens of 100 rows take the pass over all rows, fewer the sort
+    rows = np.array(rows, dtype=np.int64)
+    used_rows, columns = text_module._used_rows(rows, n_rows)
+    np.testing.assert_array_equal(used_rows, sorted(set(rows.tolist())))
+    np.testing.assert_array_equal(used_rows[columns], rows)
+
+
+@settings(max_examples=40, deadline=None)
 @given(st.lists(captions, min_size=1, max_size=6), st.lists(captions, max_size=6))
 def test_agrees_with_the_course_per_caption_code(glove, train, queries):
     embedder = TextEmbedder.fit(train, glove, "glove-50d")
