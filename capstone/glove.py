@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import coco_dir, cogworks_cache_dir, default_dataset_name, glove_name_for
+from .data import (
+    DOWNLOAD_COMMAND,
+    coco_dir,
+    cogworks_cache_dir,
+    default_dataset_name,
+    glove_name_for,
+)
 from .errors import DataError, MissingFileError
 from .paths import atomic_write, cache_dir
 
@@ -94,18 +100,22 @@ def unzip_glove(zip_path: os.PathLike | str) -> Path:
     """Unzip a cogworks GloVe ``.zip`` to the ``.w2v`` text file beside it; return that file."""
     zip_path = Path(zip_path)
     target = zip_path.with_suffix("")
-    with zipfile.ZipFile(zip_path) as archive:
-        member = next(
-            (info for info in archive.infolist() if info.filename.endswith(".w2v")), None
-        )
-        if member is None:
-            raise DataError(f"{zip_path} holds no .w2v file; delete it and download it again")
+    remedy = f"delete it and run `{DOWNLOAD_COMMAND}` again"
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            member = next(
+                (info for info in archive.infolist() if info.filename.endswith(".w2v")), None
+            )
+            if member is None:
+                raise DataError(f"{zip_path} holds no .w2v file; {remedy}")
 
-        def extract(tmp):
-            with archive.open(member) as source, open(tmp, "wb") as out:
-                shutil.copyfileobj(source, out, 1 << 24)
+            def extract(tmp):
+                with archive.open(member) as source, open(tmp, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 24)
 
-        return atomic_write(target, extract)
+            return atomic_write(target, extract)
+    except zipfile.BadZipFile as error:
+        raise DataError(f"{zip_path} is damaged ({error}); {remedy}") from None
 
 
 def load_glove_file(path: os.PathLike | str) -> KeyedVectors:

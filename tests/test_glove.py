@@ -150,6 +150,15 @@ def test_a_downloaded_zip_is_unzipped_beside_itself(tmp_path):
     assert load_glove("glove.6B.200d").index_to_key == ["zipped"]
 
 
+def test_a_damaged_zip_names_itself_and_the_download_command(tmp_path):
+    cog = tmp_path / "cog_data"
+    cog.mkdir()
+    (cog / "glove.6B.200d.txt.w2v.zip").write_bytes(b"half a download")
+    with pytest.raises(DataError, match=r"glove.6B.200d.txt.w2v.zip is damaged .*capstone download"):
+        load_glove("glove.6B.200d")
+    assert not (cog / "glove.6B.200d.txt.w2v").exists()
+
+
 @pytest.mark.parametrize("name, size", [("glove.6B.200d", "200d"), ("glove.6B.50d", "50d")])
 def test_a_missing_glove_names_the_download_command(name, size):
     with pytest.raises(MissingFileError, match=f"python -m capstone download --glove {size}"):
