@@ -239,8 +239,10 @@ def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = Tru
 
 
 def untrained_like(model):
-    """The model before training: same text embedder, image layer freshly initialised with the
-    seed the model was trained with."""
+    """The model before training: the same text embedder and a fresh image layer.
+
+    The image layer is initialised with the seed the model was trained with.
+    """
     from .model import ImageEmbedder, SearchModel
 
     seed = model.info.get("settings", {}).get("seed", 0)
