@@ -464,7 +464,9 @@ def read_captions(path: os.PathLike | str, remedy: str = "") -> dict:
             (note["image_id"] for note in annotations), np.int64, len(annotations)
         )
         captions = [note["caption"] for note in annotations]
-    except (KeyError, TypeError, ValueError):
+        if not all(isinstance(text, str) for text in itertools.chain(captions, urls.values())):
+            raise TypeError("a caption or coco_url is not a string")
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise DataError(f"{path}: {_first_bad_record(images, annotations)}{remedy}") from None
     image_captions = {image_id: [] for image_id in urls}
     for image_id, caption in zip(caption_image_ids.tolist(), captions):
@@ -483,6 +485,7 @@ def read_captions(path: os.PathLike | str, remedy: str = "") -> dict:
 
 def _first_bad_record(images: list, annotations: list) -> str:
     """Describe the first image or annotation that lacks a key or has a wrong type."""
+    wanted = {int: "an integer", str: "a string"}
     for kind, records, fields in (
         ("images", images, {"id": int, "coco_url": str}),
         ("annotations", annotations, {"id": int, "image_id": int, "caption": str}),
@@ -492,8 +495,11 @@ def _first_bad_record(images: list, annotations: list) -> str:
                 if not isinstance(record, dict) or key not in record:
                     return f"{kind}[{position}] has no {key!r}"
                 if not isinstance(record[key], kind_of_value):
-                    return f"{kind}[{position}][{key!r}] is not a {kind_of_value.__name__}"
-    return "unreadable images or annotations"
+                    return (
+                        f"{kind}[{position}][{key!r}] should be {wanted[kind_of_value]}, "
+                        f"not {type(record[key]).__name__}"
+                    )
+    return "unreadable images or annotations (an id out of the 64-bit range?)"
 
 
 # -- features ------------------------------------------------------------------------------------

@@ -252,6 +252,13 @@ def test_a_features_file_that_is_not_a_dict_of_arrays_is_reported(tmp_path):
         ('{"images": [{"id": 1, "coco_url": "u"}], "annotations": [{"id": 1, "caption": "c"}]}',
          r"annotations\[0\] has no 'image_id'"),
         ('{"images": [{"coco_url": "u"}], "annotations": []}', r"images\[0\] has no 'id'"),
+        ('{"images": [{"id": "x", "coco_url": "u"}], "annotations": []}',
+         r"images\[0\]\['id'\] should be an integer, not str"),
+        ('{"images": [{"id": 1, "coco_url": "u"}], "annotations": [{"id": 1, "image_id": 1, '
+         '"caption": null}]}', r"annotations\[0\]\['caption'\] should be a string, not NoneType"),
+        ('{"images": [{"id": 1e30, "coco_url": "u"}], "annotations": []}', "should be an integer"),
+        ('{"images": [{"id": 99999999999999999999, "coco_url": "u"}], "annotations": []}',
+         "out of the 64-bit range"),
     ],
 )
 def test_malformed_captions_name_the_file_and_the_problem(tmp_path, text, complaint):
