@@ -402,7 +402,14 @@ def _search_command(args) -> int:
     if args.queries is None:
         _print_results(database_for(args.dataset, args.model).query(args.query, args.k), args.json)
         return 0
-    lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
+    try:
+        lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise DataError(
+            f"cannot read the queries file {args.queries} ({reason}); give a UTF-8 text file "
+            "with one query per line"
+        ) from None
     database = database_for(args.dataset, args.model)
     for line_number, line in enumerate(lines, 1):
         if line.strip():
