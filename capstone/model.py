@@ -29,6 +29,20 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1)
 
 
+def check_model_path(path) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, after checking that it names a ``.npz`` file.
+
+    Raises
+    ------
+    ValueError
+        When it does not end in ``.npz``.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"a model file must end in .npz, got {path}")
+    return path
+
+
 class ImageEmbedder:
     """``se_image(x) = x @ M + b``: a MyNN dense layer from image features to the text space.
 
@@ -162,9 +176,7 @@ class SearchModel:
 
     def save(self, path) -> Path:
         """Write the model to a ``.npz`` file atomically (write, then rename); returns the path."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            raise ValueError(f"a model file must end in .npz, got {path}")
+        path = check_model_path(path)
         info = json.dumps(self.info, sort_keys=True)
         arrays = {"format": np.array(FORMAT), "info": np.array(info), **self.arrays()}
         return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))

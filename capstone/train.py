@@ -22,7 +22,7 @@ from mygrad.nnet.losses import margin_ranking_loss
 from mynn.optimizers import SGD, Adam
 
 from .evaluate import evaluate
-from .model import ImageEmbedder, SearchModel
+from .model import ImageEmbedder, SearchModel, check_model_path
 from .paths import default_model_path
 from .triples import NEGATIVES, make_triples, triple_accuracy, triple_metrics
 
@@ -192,8 +192,9 @@ def train(
         negatives=negatives, n_candidates=n_candidates, optimizer=optimizer,
     )
     dataset = resolve_dataset(dataset)
-    text = text if text is not None else fit_text(dataset, glove)
     out = default_model_path(dataset.name) if out is None else out
+    out = out if out is False else check_model_path(out)  # refused now, not after an epoch
+    text = text if text is not None else fit_text(dataset, glove)
     started = time.perf_counter()
 
     caption_embeddings = text.embed(dataset.captions)

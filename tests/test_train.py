@@ -105,6 +105,15 @@ def test_best_model_is_saved_with_settings_and_metrics(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.npz"]
 
 
+def test_a_model_path_that_is_not_npz_is_refused_before_training(tmp_path):
+    def no_batch_expected(*_):
+        raise AssertionError("trained before checking out")
+
+    with pytest.raises(ValueError, match="must end in .npz"):
+        train(DATASET, epochs=1, out=tmp_path / "model.pkl", on_batch=no_batch_expected, **FAST)
+    assert not any(tmp_path.iterdir())
+
+
 def test_presets_and_overrides():
     course = resolve_settings("course")
     assert (course["optimizer"], course["lr"], course["momentum"], course["margin"],
