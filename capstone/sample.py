@@ -28,7 +28,6 @@ drawing, the captions or :mod:`capstone.features` change, so that cached samples
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import sys
@@ -497,22 +496,19 @@ def _write_image(out, seed, index, image_id, grayscale):
     return record, captions, pixels
 
 
-def _dump(obj, path, binary=False):
-    """Write ``obj`` atomically as a pickle (``binary``) or as JSON."""
+def _write_pickle(obj, path):
+    """Write ``obj`` atomically as a pickle (the course's features-file layout)."""
 
     def write(tmp):
-        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as file:
-            pickle.dump(obj, file, protocol=PICKLE_PROTOCOL) if binary else json.dump(obj, file)
+        with open(tmp, "wb") as file:
+            pickle.dump(obj, file, protocol=PICKLE_PROTOCOL)
 
     paths.atomic_write(path, write)
 
 
 def read_marker(folder) -> dict:
     """The ``.complete`` marker of a sample folder (``{}`` when missing or unreadable)."""
-    try:
-        return json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return paths.read_json(Path(folder) / MARKER, {})
 
 
 def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
@@ -574,7 +570,7 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
     for stale in (out / "images").glob("COCO_sample_*.png"):
         if stale.name not in keep:
             stale.unlink()
-    _dump(features, out / "resnet18_features.pkl", binary=True)
+    _write_pickle(features, out / "resnet18_features.pkl")
     info = {
         "description": "capstone sample: drawn scenes with COCO-style captions",
         "version": str(SAMPLE_VERSION),
@@ -589,7 +585,7 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
         "name": "CC0 1.0 (generated images)",
     }
     coco = {"info": info, "images": records, "licenses": [licence], "annotations": annotations}
-    _dump(coco, out / "captions_train2014.json")
+    paths.write_json(out / "captions_train2014.json", coco)
     marker = {
         "version": SAMPLE_VERSION,
         "seed": seed,
@@ -597,7 +593,7 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
         "images_with_features": len(features),
         "captions": len(annotations),
     }
-    _dump(marker, out / MARKER)
+    paths.write_json(out / MARKER, marker)
     return out
 
 
