@@ -62,11 +62,13 @@ def best_seconds(function, repeats=3):
 
 
 def seconds_row(stage, baseline, ours, note, target=None) -> dict:
+    """A row timed in seconds: ``ratio`` = baseline / ours (higher is better)."""
     row = {"stage": stage, "baseline": baseline, "ours": ours, "ratio": baseline / ours}
     return row | {"unit": "s", "note": note} | ({"target": target} if target else {})
 
 
 def glove_rows(folder: Path) -> list[dict]:
+    """GloVe: gensim's parse against our first load and our cached (memory-mapped) load."""
     from gensim.models import KeyedVectors
 
     from capstone.glove import load_glove_file
@@ -92,6 +94,7 @@ def glove_rows(folder: Path) -> list[dict]:
 
 
 def features_rows(folder: Path) -> list[dict]:
+    """Features: ``pickle.load`` of the course's file against our ``.npz`` cache."""
     from capstone.data import load_features
 
     path = write_features_pickle(folder / "resnet18_features.pkl")
@@ -116,6 +119,7 @@ def features_rows(folder: Path) -> list[dict]:
 
 
 def rows() -> list[dict]:
+    """The GloVe and features rows, every file (the cache too) in a temporary folder."""
     with tempfile.TemporaryDirectory() as folder:
         previous = os.environ.get("CAPSTONE_CACHE")
         os.environ["CAPSTONE_CACHE"] = str(Path(folder) / "cache")

@@ -80,6 +80,7 @@ def best_seconds(baseline, ours, repeats):
 
 
 def rows() -> list[dict]:
+    """Fitting the IDF and embedding every caption: the course's loops against ours."""
     from capstone.text import TextEmbedder
 
     glove = load_glove_in_memory()
