@@ -27,11 +27,7 @@ browser:
 
 demo: install
 	@mkdir -p build/notebooks
-ifeq ($(NOTEBOOKS),)
-	$(PY) -m capstone data
-else
 	$(PY) -m capstone.notebooks run --out build/notebooks $(NOTEBOOKS)
-endif
 
 test: install browser
 	$(PY) -m pytest --nbmake tests notebooks
