@@ -21,6 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from .errors import DataError
+from .model import unit_rows
 
 WEIGHTINGS = ("idf", "mean")
 
@@ -134,12 +135,6 @@ def _used_rows(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return used_rows, column_of_row[rows]
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; zero rows stay zero."""
-    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))[:, None]
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-
-
 class TextEmbedder:
     """IDF-weighted sum of GloVe vectors, unit length (``se_text``).
 
@@ -249,7 +244,7 @@ class TextEmbedder:
         numpy.ndarray, shape (len(texts), D), float32
             Unit rows; a zero row for a text with no known word. Never NaN.
         """
-        chunks = [_unit_rows(self._weighted_sums(chunk)) for chunk in _chunks(texts)]
+        chunks = [unit_rows(self._weighted_sums(chunk)) for chunk in _chunks(texts)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
 
     def _weighted_sums(self, texts: list) -> np.ndarray:
