@@ -275,7 +275,7 @@ def default_dataset_name(*, announce: bool = False) -> str:
     """
     name = os.environ.get("CAPSTONE_DATASET")
     if name:
-        return _check_name(name, "$CAPSTONE_DATASET")
+        return check_dataset_name(name, "$CAPSTONE_DATASET")
     if coco_on_disk():
         return "coco"
     if announce:
@@ -283,7 +283,8 @@ def default_dataset_name(*, announce: bool = False) -> str:
     return "sample"
 
 
-def _check_name(name: str, where: str = "dataset name") -> str:
+def check_dataset_name(name: str, where: str = "dataset name") -> str:
+    """Return ``name`` when it is a dataset's name, else raise a ``ValueError`` listing them."""
     if name not in DATASETS:
         raise ValueError(f"unknown {where} {name!r}: choose one of {', '.join(DATASETS)}")
     return name
@@ -307,7 +308,7 @@ def glove_name_in(folder: os.PathLike | str) -> str:
 
 def glove_name_for(dataset_name: str) -> str:
     """The default GloVe name of a dataset, without loading the dataset."""
-    return "glove-50d" if _check_name(dataset_name) == "sample" else glove_name_in(coco_dir())
+    return "glove-50d" if check_dataset_name(dataset_name) == "sample" else glove_name_in(coco_dir())
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def load_dataset(name: str | None = None, *, train_fraction: float = 0.8, seed: 
     MissingFileError
         When the ``coco`` files are not on disk (the message names ``python -m capstone download``).
     """
-    name = _check_name(name) if name else default_dataset_name(announce=True)
+    name = check_dataset_name(name) if name else default_dataset_name(announce=True)
     if name == "sample":
         from .sample import ensure_sample
 

@@ -379,12 +379,12 @@ def database_for(dataset_name=None, model_path=None) -> ImageDatabase:
     model_path : path-like, optional
         Default: the model ``python -m capstone train`` saved for the dataset.
     """
-    from .data import load_dataset
+    from .data import check_dataset_name, default_dataset_name, load_dataset
     from .model import load_model
 
-    dataset = load_dataset(dataset_name)
-    model = load_model(model_path, dataset=dataset.name)
-    return ImageDatabase.load_or_build(model, dataset, "all")
+    name = check_dataset_name(dataset_name or default_dataset_name(announce=True))
+    model = load_model(model_path, dataset=name)  # a missing model fails before loading data
+    return ImageDatabase.load_or_build(model, load_dataset(name), "all")
 
 
 def _print_results(results: list[dict], as_json: bool) -> None:

@@ -310,12 +310,10 @@ def add_cli(subparsers) -> None:
 
 def run_evaluate_cli(args) -> int:
     """``python -m capstone evaluate``."""
-    from .data import DATASETS, default_dataset_name, load_dataset
+    from .data import check_dataset_name, default_dataset_name, load_dataset
     from .model import load_model
 
-    name = args.dataset or default_dataset_name()
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset name {name!r}: choose one of {', '.join(DATASETS)}")
+    name = check_dataset_name(args.dataset or default_dataset_name(announce=True))
     model = load_model(args.model, dataset=name)  # a missing model fails before loading data
     dataset = load_dataset(name)
     if args.compare:

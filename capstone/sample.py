@@ -626,15 +626,16 @@ def add_cli(subparsers) -> None:
         description="Draw the sample scenes and write them in the course's COCO/ResNet formats; "
         "point CAPSTONE_DATA_DIR at the folder to load it like real data.",
     )
-    parser.add_argument("--out", type=Path, default=None,
-                        help="destination folder (default: the cache's sample folder)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="destination folder (the default dataset's own copy is made on first "
+                        "use in the cache; this writes another one anywhere)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--images", type=int, default=3000, help="number of images (default 3000)")
     parser.set_defaults(func=_run_sample)
 
 
 def _run_sample(args) -> int:
-    out = write_sample(args.out or paths.sample_dir(), seed=args.seed, n_images=args.images)
+    out = write_sample(args.out, seed=args.seed, n_images=args.images)
     marker = read_marker(out)
     print(
         f"{out}: {marker['n_images']} images "
