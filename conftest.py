@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-os.environ.setdefault("CAPSTONE_CACHE", str(ROOT / "build" / "test-cache"))
-os.environ.setdefault("CAPSTONE_DATASET", "sample")
+# forced, not defaulted: an instructor's exported settings (their cache, their models, COCO) must
+# not leak into the tests, nor the tests write into their cache
+os.environ["CAPSTONE_CACHE"] = str(ROOT / "build" / "test-cache")
+os.environ["CAPSTONE_DATASET"] = "sample"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.pop("CAPSTONE_DATA_DIR", None)
 os.environ.pop("CAPSTONE_MODEL", None)
