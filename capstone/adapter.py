@@ -15,7 +15,7 @@ import numpy as np
 
 from .database import ImageDatabase
 from .errors import CapstoneError
-from .model import load_model
+from .model import load_model, trained_model_path
 
 
 def _resource(resources, name: str):
@@ -42,15 +42,16 @@ def create_search_adapter(resources=None) -> SearchAdapter:
     capstone.errors.MissingFileError
         When no model has been trained; the message gives the command that trains one.
     """
+    model_path = trained_model_path()  # no model: fail now, before any GloVe is read
     glove_path = _resource(resources, "glove_path")
     if glove_path and Path(glove_path).is_file():
         from .glove import load_glove_file
 
         try:
-            return SearchAdapter(load_model(glove=load_glove_file(glove_path)))
-        except ValueError:  # not the model's dimension (or no model: said again below)
+            return SearchAdapter(load_model(model_path, glove=load_glove_file(glove_path)))
+        except ValueError:  # not the model's dimension: the model's own GloVe below
             pass
-    return SearchAdapter(load_model())
+    return SearchAdapter(load_model(model_path))
 
 
 class SearchAdapter:

@@ -236,6 +236,35 @@ class SearchModel:
         )
 
 
+def trained_model_path(path=None, *, dataset=None) -> Path:
+    """The file of a trained model, checked to exist (cheap: nothing is loaded).
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The ``.npz`` file; by default ``capstone.paths.default_model_path(dataset)`` (which
+        ``$CAPSTONE_MODEL`` overrides).
+    dataset : str or capstone.data.Dataset, optional
+        Whose default model; by default :func:`capstone.data.default_dataset_name`.
+
+    Raises
+    ------
+    MissingFileError
+        When there is no such file; the message names the command that trains one.
+    """
+    from .data import default_dataset_name
+
+    name = getattr(dataset, "name", dataset) or default_dataset_name()
+    path = Path(path) if path is not None else default_model_path(name)
+    if not path.is_file():
+        out = f" --out {path}" if path != default_model_path(name) else ""
+        raise MissingFileError(
+            f"no trained model at {path}; train one with "
+            f"`python -m capstone train --dataset {name}{out}`"
+        )
+    return path
+
+
 def load_model(path=None, *, dataset=None, glove=None) -> SearchModel:
     """Load a trained model.
 
@@ -254,14 +283,4 @@ def load_model(path=None, *, dataset=None, glove=None) -> SearchModel:
     MissingFileError
         When there is no such file; the message names the command that trains one.
     """
-    from .data import default_dataset_name
-
-    name = getattr(dataset, "name", dataset) or default_dataset_name()
-    path = Path(path) if path is not None else default_model_path(name)
-    if not path.is_file():
-        out = f" --out {path}" if path != default_model_path(name) else ""
-        raise MissingFileError(
-            f"no trained model at {path}; train one with "
-            f"`python -m capstone train --dataset {name}{out}`"
-        )
-    return SearchModel.load(path, glove=glove)
+    return SearchModel.load(trained_model_path(path, dataset=dataset), glove=glove)
