@@ -70,7 +70,7 @@ RECORD_FIGURES = f"""() => {{
 
 @pytest.fixture(scope="module")
 def database():
-    """The database the search box serves; a quick model is trained here when none is saved."""
+    """The database the search box serves; the default model is trained here (about 10 s) when none is saved."""
     from capstone.data import load_dataset
     from capstone.database import ImageDatabase
     from capstone.model import load_model
@@ -80,7 +80,7 @@ def database():
     try:
         model = load_model(dataset=dataset.name)
     except FileNotFoundError:
-        model, _ = train(dataset, epochs=2, plot=False, progress=False)
+        model, _ = train(dataset, plot=False, progress=False)  # the default model, as `make app` trains it
     return ImageDatabase.load_or_build(model, dataset)
 
 
