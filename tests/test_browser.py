@@ -70,7 +70,10 @@ RECORD_FIGURES = f"""() => {{
 
 @pytest.fixture(scope="module")
 def database():
-    """The database the search box serves; the default model is trained here (about 10 s) when none is saved."""
+    """The database the search box serves.
+
+    When no model is saved, the default one is trained here (about 10 s), as ``make app`` does.
+    """
     from capstone.data import load_dataset
     from capstone.database import ImageDatabase
     from capstone.model import load_model
@@ -80,7 +83,7 @@ def database():
     try:
         model = load_model(dataset=dataset.name)
     except FileNotFoundError:
-        model, _ = train(dataset, plot=False, progress=False)  # the default model, as `make app` trains it
+        model, _ = train(dataset, plot=False, progress=False)
     return ImageDatabase.load_or_build(model, dataset)
 
 
