@@ -576,11 +576,53 @@ def _read_features_cache(cache: Path, stamp: np.ndarray):
         return None
 
 
+#: The only globals a features pickle may name: what NumPy (1.x ``numpy.core``, 2.x
+#: ``numpy._core``) needs to rebuild plain arrays and scalars. Anything else could run code.
+PICKLE_GLOBALS = frozenset(
+    {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    | {(f"numpy.{core}.multiarray", name) for core in ("core", "_core")
+       for name in ("_reconstruct", "scalar")}
+    | {(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")}
+)
+
+
+class RefusedPickleError(pickle.UnpicklingError):
+    """A pickle names something other than plain NumPy arrays."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds dicts, numbers and NumPy arrays, and refuses every other global."""
+
+    def find_class(self, module, name):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise RefusedPickleError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_array_pickle(path: os.PathLike | str):
+    """Unpickle a file that may hold only plain containers, numbers and NumPy arrays.
+
+    No code in the file runs: a global outside :data:`PICKLE_GLOBALS` (``os.system``, say)
+    stops the load before anything is called.
+
+    Raises
+    ------
+    RefusedPickleError
+        Naming the refused global.
+    """
+    with open(path, "rb") as file:
+        return _ArrayUnpickler(file).load()
+
+
 def _read_features_pickle(path: Path, remedy: str) -> tuple:
-    """Read and check the course's features pickle."""
+    """Read and check the course's features pickle (never running code it names)."""
     try:
-        with open(path, "rb") as file:
-            table = pickle.load(file)
+        table = load_array_pickle(path)
+    except RefusedPickleError as error:
+        raise DataError(
+            f"{path} is not a plain features file: it asks to run {error} (only NumPy arrays are "
+            f"allowed), so it was not loaded; do not use files from an untrusted source{remedy}"
+        ) from None
     except Exception as error:  # any unpickling failure means a bad file
         raise DataError(f"{path} could not be unpickled ({error!r}){remedy}") from None
     if not isinstance(table, dict) or not table:
@@ -591,7 +633,11 @@ def _read_features_pickle(path: Path, remedy: str) -> tuple:
         raise DataError(f"{path}: the dict's keys must be integer image ids{remedy}") from None
     features = np.empty((len(table), FEATURE_DIM), dtype=np.float32)
     for row, (image_id, vector) in enumerate(table.items()):
-        vector = np.asarray(vector)
+        if not isinstance(vector, np.ndarray):
+            raise DataError(
+                f"{path}: image_id {image_id} holds a {type(vector).__name__}, not a NumPy "
+                f"array{remedy}"
+            )
         if vector.shape not in ((1, FEATURE_DIM), (FEATURE_DIM,)) or vector.dtype.kind != "f":
             raise DataError(
                 f"{path}: image_id {image_id} has an array of shape {vector.shape} and dtype "

@@ -372,3 +372,59 @@ def test_the_command_line_reports_an_error_in_one_line_even_on_the_sample(
     assert json.loads(out)["dataset"] == "sample"
     notice = err.splitlines()
     assert len(notice) == 1 and "embedded sample dataset" in notice[0]
+
+
+# -- hostile files -------------------------------------------------------------------------------
+class _RunsCode:
+    """Unpickling this calls ``os.system``: what a hostile features file would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["value", "key", "top"])
+def test_a_features_pickle_that_would_run_code_is_refused_without_running_it(tmp_path, where):
+    marker = tmp_path / "pwned"
+    hostile = _RunsCode(marker)
+    table = {
+        "value": {1: np.zeros((1, 512), np.float32), 2: hostile},
+        "key": {hostile: np.zeros((1, 512), np.float32)},
+        "top": hostile,
+    }[where]
+    path = tmp_path / data.FEATURES_FILE
+    write_features(path, table)
+    with pytest.raises(DataError, match=r"asks to run posix\.system .*not loaded") as error:
+        load_features(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert not marker.exists()
+
+
+def test_the_command_line_refuses_a_hostile_pickle_even_when_coco_is_chosen_automatically(
+    tmp_path,
+):
+    folder, marker = tmp_path / "shared_by_a_classmate", tmp_path / "pwned"
+    small_coco(folder)
+    write_features(folder / data.FEATURES_FILE, {5: _RunsCode(marker)})
+    env = {**os.environ, "CAPSTONE_DATA_DIR": str(folder), "CAPSTONE_CACHE": str(tmp_path / "c")}
+    env.pop("CAPSTONE_DATASET")  # the automatic choice picks coco: both files are there
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "capstone", "data"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not marker.exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "asks to run posix.system" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_plain_array_pickles_of_every_protocol_still_load(tmp_path, protocol):
+    path = tmp_path / data.FEATURES_FILE
+    vectors = {7: np.full((1, 512), 0.5, np.float32), np.int64(3): np.ones(512, np.float64)}
+    with open(path, "wb") as file:
+        pickle.dump(vectors, file, protocol=protocol)
+    image_ids, features = load_features(path)
+    assert image_ids.tolist() == [3, 7] and features.dtype == np.float32
+    np.testing.assert_array_equal(features[:, 0], [1.0, 0.5])
