@@ -101,8 +101,9 @@ def rows() -> list[dict]:
     """Triple generation (vectorised vs loop), one epoch (ours vs bare NumPy), and their share."""
     from threadpoolctl import threadpool_limits
 
-    from capstone.model import ImageEmbedder
-    from capstone.train import make_optimizer, new_recorder, train_epoch
+    from capstone.image import ImageEmbedder
+    from capstone.live import new_recorder
+    from capstone.train import PRESETS, make_optimizer, train_epoch
     from capstone.triples import make_triples
 
     dataset, embeddings = coco_sized()
@@ -120,9 +121,10 @@ def rows() -> list[dict]:
     with threadpool_limits(limits=1, user_api="blas"):  # as train_epoch runs
         numpy_epoch(weight, bias, dataset.features, embeddings, triples, SETTINGS)
     bare = time.perf_counter() - start
-    optim = make_optimizer("sgd", image.parameters, SETTINGS["lr"], SETTINGS["momentum"])
+    settings = PRESETS["course"].replace(**SETTINGS)
+    optim = make_optimizer(settings, image.parameters)
     start = time.perf_counter()
-    train_epoch(image, optim, dataset.features, embeddings, triples, SETTINGS,
+    train_epoch(image, optim, dataset.features, embeddings, triples, settings,
                 new_recorder(plot=False, live=False))
     epoch = time.perf_counter() - start
 

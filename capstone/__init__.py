@@ -1,6 +1,7 @@
 """capstone: semantic image search over COCO captions, GloVe and ResNet-18 features.
 
-The public helpers are imported lazily so that ``import capstone`` stays quick::
+The public helpers are imported lazily so that ``import capstone`` stays quick (the modules
+``capstone.train`` and ``capstone.evaluate`` are modules, never their functions)::
 
     import capstone
     data = capstone.load_dataset()          # "sample" offline, "coco" when the real files exist
@@ -23,8 +24,6 @@ _EXPORTS = {
     "SearchModel": "capstone.model",
     "load_model": "capstone.model",
     "make_triples": "capstone.triples",
-    "train": "capstone.train",
-    "evaluate": "capstone.evaluate",
     "ImageDatabase": "capstone.database",
     "show_images": "capstone.display",
     "search_box": "capstone.widgets",

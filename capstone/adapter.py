@@ -15,6 +15,7 @@ import numpy as np
 
 from .database import ImageDatabase
 from .errors import CapstoneError
+from .glove import load_glove_file
 from .model import load_model, trained_model_path
 
 
@@ -45,8 +46,6 @@ def create_search_adapter(resources=None) -> SearchAdapter:
     model_path = trained_model_path()  # no model: fail now, before any GloVe is read
     glove_path = _resource(resources, "glove_path")
     if glove_path and Path(glove_path).is_file():
-        from .glove import load_glove_file
-
         try:
             return SearchAdapter(load_model(model_path, glove=load_glove_file(glove_path)))
         except ValueError:  # not the model's dimension: the model's own GloVe below

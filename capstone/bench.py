@@ -38,20 +38,3 @@ def run_benchmarks(argv: list[str]) -> int:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main(argv)
-
-
-def _bench_command(args) -> int:
-    only = ["--only", args.only] if args.only else []
-    return run_benchmarks(only + (["--json", args.json] if args.json else []))
-
-
-def add_cli(subparsers) -> None:
-    """Add ``bench [--only NAME] [--json PATH]``."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="time the project against the course's straightforward code",
-        description="Run benchmarks/run.py: speed ratios against baselines timed in the same run.",
-    )
-    parser.add_argument("--only", metavar="NAME", help="run one benchmark module, e.g. text")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    parser.set_defaults(func=_bench_command)

@@ -1,37 +1,114 @@
-"""``python -m capstone``: one command line for data, training, evaluation and search.
+"""``python -m capstone``: the command line for data, training, evaluation and search.
 
-Each concern's module adds its own sub-commands through ``add_cli(subparsers)``; this module only
-collects them and turns bad input into one line on stderr with exit status 2 (never a traceback).
+Every command's options are parsed here and nowhere else. Bad input is reported as one line on
+stderr with exit status 2, never a traceback; a notice (the sample stands in for COCO) follows a
+successful run, so that an error stays one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
+import json
 import sys
+from pathlib import Path
 
-from .errors import CapstoneError
+from . import paths
+from .bench import run_benchmarks
+from .data import download, load_dataset, load_features
+from .database import SPACES, ImageDatabase
+from .errors import CapstoneError, DataError
+from .evaluate import compare, evaluate, format_table
+from .glove import load_glove_file, unzip_glove
+from .model import load_model
+from .sample import read_marker, write_sample
+from .train import NEGATIVES, PRESETS, train
 
-# module -> the sub-commands it adds (kept in the order ``--help`` shows them)
-COMMAND_MODULES = (
-    "capstone.data",  # data, download
-    "capstone.sample",  # sample
-    "capstone.train",  # train
-    "capstone.evaluate",  # evaluate
-    "capstone.database",  # search, similar, tags
-    "capstone.bench",  # bench
-)
+GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt.w2v"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every module's sub-commands."""
+    """The parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="python -m capstone",
-        description="Semantic image search: data, training, evaluation and search.",
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_cli(subparsers)
+        description="Semantic image search: data, training, evaluation and search.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    dataset = argparse.ArgumentParser(add_help=False)
+    dataset.add_argument("--dataset", metavar="{sample,coco}",
+                         help="sample or coco (default: $CAPSTONE_DATASET, else coco when its "
+                         "files are on disk, else sample)")
+    common = argparse.ArgumentParser(add_help=False, parents=[dataset])
+    common.add_argument("--model", help="a trained model .npz (default: the dataset's)")
+    common.add_argument("--json", action="store_true", help="print JSON")
+
+    command = commands.add_parser("data", parents=[dataset],
+                                  help="summarise a dataset: counts and file paths")
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.set_defaults(func=data_command)
+
+    command = commands.add_parser(
+        "download", help="fetch the COCO captions, ResNet-18 features and GloVe (cogworks-data)")
+    command.add_argument("--glove", choices=sorted(GLOVE_DOWNLOADS), default="200d",
+                         help="GloVe size (default 200d)")
+    command.set_defaults(func=download_command)
+
+    command = commands.add_parser(
+        "sample", help="generate the embedded sample dataset",
+        description="Draw the sample scenes and write them in the course's COCO/ResNet formats; "
+        "point CAPSTONE_DATA_DIR at the folder to load it like real data.")
+    command.add_argument("--out", type=Path, required=True,
+                         help="destination folder (the default dataset's own copy is made on "
+                         "first use in the cache; this writes another one anywhere)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--images", type=int, default=3000,
+                         help="number of images (default 3000)")
+    command.set_defaults(func=sample_command)
+
+    command = commands.add_parser(
+        "train", parents=[dataset],
+        help="train the image embedder; print final metrics as one JSON line")
+    command.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    command.add_argument("--negatives", choices=NEGATIVES, help="bad images: hard or random")
+    command.add_argument("--seed", type=int, default=0, help="seed of weights and triples")
+    command.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                         help="settings: default (tuned) or course (the course's)")
+    command.add_argument("--out", help="model file (.npz; default: the dataset's model path)")
+    command.set_defaults(func=train_command)
+
+    command = commands.add_parser(
+        "evaluate", parents=[dataset],
+        help="triple accuracy, Recall@k and median rank of a trained model")
+    command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.add_argument("--compare", action="store_true",
+                         help="also the untrained model and chance, side by side")
+    command.set_defaults(func=evaluate_command)
+
+    command = commands.add_parser("search", parents=[common],
+                                  help="find the images that match a text query")
+    command.add_argument("--k", type=int, default=10, help="number of results (default 10)")
+    command.add_argument("query", nargs="?", help="the text to search for")
+    command.add_argument("--queries", metavar="FILE", help="one query per line")
+    command.set_defaults(func=search_command)
+
+    command = commands.add_parser("similar", parents=[common],
+                                  help="find the images most like one image")
+    command.add_argument("image_id", type=int, metavar="IMAGE_ID")
+    command.add_argument("--k", type=int, default=10, help="number of results (default 10)")
+    command.add_argument("--space", choices=SPACES, default="semantic")
+    command.set_defaults(func=similar_command)
+
+    command = commands.add_parser("tags", parents=[common], help="words that describe an image")
+    command.add_argument("image_id", type=int, metavar="IMAGE_ID")
+    command.add_argument("--n", type=int, default=10, help="number of words (default 10)")
+    command.set_defaults(func=tags_command)
+
+    command = commands.add_parser(
+        "bench", help="time the project against the course's straightforward code",
+        description="Run benchmarks/run.py: speed ratios against baselines timed in the same run.")
+    command.add_argument("--only", metavar="NAME", help="run one benchmark module, e.g. text")
+    command.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    command.set_defaults(func=bench_command)
     return parser
 
 
@@ -42,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from . import data
-
-    data.notice_buffer = notices = []
+    sample_by_default = "dataset" in args and args.dataset is None
     try:
-        result = args.func(args)
+        if "dataset" in args:  # resolved here, so that the sample's notice can come last
+            args.dataset = paths.check_dataset_name(args.dataset or paths.default_dataset_name())
+            sample_by_default &= args.dataset == "sample"
+        status = int(args.func(args) or 0)
     except (CapstoneError, ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
@@ -54,8 +132,135 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        data.notice_buffer = None
-    for notice in notices:
-        print(notice, file=sys.stderr)
-    return int(result or 0)
+    if sample_by_default:
+        print(paths.SAMPLE_NOTICE, file=sys.stderr)
+    return status
+
+
+# -- data ------------------------------------------------------------------------------------------
+def data_command(args) -> int:
+    """``data``: a dataset's counts and file paths."""
+    summary = load_dataset(args.dataset).summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    files = {f"{key} file": path for key, path in summary.pop("paths").items()}
+    for key, value in [*summary.items(), *files.items()]:
+        print(f"{key.replace('_', ' '):>33}  {value}")
+    return 0
+
+
+def download_command(args) -> int:
+    """``download``: the course's files, then their fast caches."""
+    names = (paths.CAPTIONS_FILE, paths.FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])
+    files = [download(name) for name in names]
+    print("converting the features and GloVe to their fast caches (once)")
+    load_features(files[1])
+    load_glove_file(unzip_glove(files[2]) if files[2].suffix == ".zip" else files[2])
+    print(f"done: {files[0].parent} holds the coco dataset (see `python -m capstone data`)")
+    return 0
+
+
+def sample_command(args) -> int:
+    """``sample``: write a sample dataset into a folder."""
+    out = write_sample(args.out, seed=args.seed, n_images=args.images)
+    marker = read_marker(out)
+    print(f"{out}: {marker['n_images']} images "
+          f"({marker['n_images'] - marker['images_with_features']} grayscale, without features), "
+          f"{marker['captions']} captions")
+    return 0
+
+
+# -- training and evaluation -----------------------------------------------------------------------
+def train_command(args) -> int:
+    """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
+    out = args.out or paths.default_model_path(args.dataset)
+    with contextlib.redirect_stdout(sys.stderr):
+        model, history = train(args.dataset, args.preset, epochs=args.epochs,
+                               negatives=args.negatives, seed=args.seed, out=out, live=False,
+                               plot=False, progress=sys.stderr.isatty())
+    saved = not history.interrupted or history.best_epoch > 0
+    summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
+               "checksum": model.checksum, "interrupted": history.interrupted,
+               "best_epoch": history.best_epoch, **model.info.get("metrics", {})}
+    print(json.dumps(summary))
+    return 130 if history.interrupted else 0
+
+
+def evaluate_command(args) -> int:
+    """``evaluate``: every metric of a trained model (``--compare``: beside baselines)."""
+    model = load_model(args.model, dataset=args.dataset)  # no model: fail before reading data
+    dataset = load_dataset(args.dataset)
+    result = compare(dataset, model) if args.compare else evaluate(model, dataset)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(result if args.compare else {"trained": result}))
+    return 0
+
+
+# -- search ----------------------------------------------------------------------------------------
+def database_for(dataset_name=None, model_path=None) -> ImageDatabase:
+    """The saved database of a dataset's images for a model, rebuilt when missing or stale."""
+    name = paths.check_dataset_name(dataset_name or paths.default_dataset_name(announce=True))
+    model = load_model(model_path, dataset=name)  # a missing model fails before loading data
+    return ImageDatabase.load_or_build(model, load_dataset(name))
+
+
+def print_results(results: list[dict], as_json: bool) -> None:
+    """Search results as one JSON list, or one readable line each."""
+    if as_json:
+        print(json.dumps(results))
+        return
+    for rank, result in enumerate(results, 1):
+        caption = result["captions"][0] if result["captions"] else ""
+        print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}")
+
+
+def search_command(args) -> int:
+    """``search``: one query, or ``--queries FILE`` with one per line."""
+    if (args.query is None) == (args.queries is None):
+        raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
+    if args.queries is None:
+        print_results(database_for(args.dataset, args.model).query(args.query, args.k), args.json)
+        return 0
+    try:
+        lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise DataError(f"cannot read the queries file {args.queries} ({reason}); give a UTF-8 "
+                        "text file with one query per line") from None
+    database = database_for(args.dataset, args.model)
+    for line_number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                results = database.query(line, args.k)
+            except ValueError as error:
+                raise ValueError(f"{args.queries} line {line_number}: {error}") from None
+            print(json.dumps(results))
+            sys.stdout.flush()
+    return 0
+
+
+def similar_command(args) -> int:
+    """``similar``: the images most like one image."""
+    database = database_for(args.dataset, args.model)
+    print_results(database.similar(args.image_id, args.k, args.space), args.json)
+    return 0
+
+
+def tags_command(args) -> int:
+    """``tags``: the words nearest an image's embedding."""
+    tags = database_for(args.dataset, args.model).tags(args.image_id, args.n)
+    if args.json:
+        print(json.dumps([{"word": word, "score": score} for word, score in tags]))
+    else:
+        for word, score in tags:
+            print(f"{score:.3f}  {word}")
+    return 0
+
+
+def bench_command(args) -> int:
+    """``bench``: run ``benchmarks/run.py``."""
+    only = ["--only", args.only] if args.only else []
+    return run_benchmarks(only + (["--json", args.json] if args.json else []))

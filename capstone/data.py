@@ -17,24 +17,40 @@ folder when that folder is read-only) and loaded from it afterwards, with ``allo
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import os
-import pickle
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CapstoneError, DataError, MissingFileError
-from .paths import atomic_write, cache_dir
-
-FEATURE_DIM = 512
-CAPTIONS_FILE = "captions_train2014.json"
-FEATURES_FILE = "resnet18_features.pkl"
-DATASETS = ("sample", "coco")
+from .glove import glove_path
+from .paths import (  # noqa: F401  (where data lives; importable from here as before)
+    CAPTIONS_FILE,
+    DATASETS,
+    DOWNLOAD_COMMAND,
+    FEATURES_FILE,
+    _announce_sample,
+    check_dataset_name,
+    coco_dir,
+    coco_on_disk,
+    coco_paths,
+    cogworks_cache_dir,
+    default_dataset_name,
+    glove_name_for,
+    glove_name_in,
+)
+from .sample import ensure_sample
+from .store import (  # noqa: F401  (the features file's reader; importable from here as before)
+    FEATURE_DIM,
+    RefusedPickleError,
+    features_cache_paths,
+    load_array_pickle,
+    load_features,
+)
+from .text import tokenize
 
 
 @dataclass
@@ -162,8 +178,6 @@ class Dataset:
     @functools.cached_property
     def vocabulary_size(self) -> int:
         """Number of distinct tokens over all captions (of images with or without features)."""
-        from .text import tokenize  # imports scipy: only when the summary is asked for
-
         all_captions = itertools.chain.from_iterable(self.image_captions.values())
         return len(set(tokenize("\n".join(all_captions))))
 
@@ -196,121 +210,6 @@ class Dataset:
         )
 
 
-# -- where the files are ---------------------------------------------------------------------------
-DOWNLOAD_COMMAND = "python -m capstone download"
-
-
-def cogworks_cache_dir() -> Path:
-    """The folder where cogworks-data keeps its downloads (``pooch.os_cache("cog_data")``)."""
-    from cogworks_data._utils import language_data
-
-    return Path(language_data.abspath)
-
-
-def coco_dir() -> Path:
-    """The ``coco`` dataset's folder: ``$CAPSTONE_DATA_DIR`` when set, else the cogworks cache."""
-    data_dir = os.environ.get("CAPSTONE_DATA_DIR")
-    return Path(data_dir).expanduser() if data_dir else cogworks_cache_dir()
-
-
-def coco_on_disk() -> bool:
-    """Whether the ``coco`` captions and features are already on disk (nothing is downloaded)."""
-    folder = coco_dir()
-    return all((folder / file_name).is_file() for file_name in (CAPTIONS_FILE, FEATURES_FILE))
-
-
-def _where(folder: Path) -> str:
-    """Name a folder and the setting that chose it, for error messages."""
-    if os.environ.get("CAPSTONE_DATA_DIR"):
-        return f"{folder} ($CAPSTONE_DATA_DIR)"
-    return f"{folder} (the cogworks-data cache)"
-
-
-def coco_paths() -> dict:
-    """Paths of the ``coco`` captions and features.
-
-    Raises
-    ------
-    MissingFileError
-        Naming the missing file and ``python -m capstone download``; nothing is downloaded here.
-    """
-    folder = coco_dir()
-    for file_name in (CAPTIONS_FILE, FEATURES_FILE):
-        if not (folder / file_name).is_file():
-            raise MissingFileError(
-                f"{file_name} is not in {_where(folder)}: run `{DOWNLOAD_COMMAND}` to fetch the "
-                f"COCO captions, features and GloVe (or use the sample dataset)"
-            )
-    return {"captions": folder / CAPTIONS_FILE, "features": folder / FEATURES_FILE}
-
-
-#: When a list, notices are appended to it instead of printed (the command line collects them,
-#: so that an error is reported as exactly one line and notices follow a successful run).
-notice_buffer: list | None = None
-
-
-@functools.cache
-def _announce_sample() -> None:
-    """Say once per process that the sample stands in for the real data."""
-    message = (
-        "Using the embedded sample dataset: the real COCO files are not on disk "
-        f"(`{DOWNLOAD_COMMAND}` gets them)."
-    )
-    if notice_buffer is not None:
-        notice_buffer.append(message)
-    else:
-        print(message, file=sys.stderr)
-
-
-def default_dataset_name(*, announce: bool = False) -> str:
-    """The dataset used when none is named.
-
-    ``$CAPSTONE_DATASET`` when set; else ``"coco"`` when its files are already on disk
-    (``$CAPSTONE_DATA_DIR`` or the cogworks-data cache); else ``"sample"``.
-
-    Parameters
-    ----------
-    announce : bool
-        Print one line (once per process, on stderr) when falling back to the sample.
-    """
-    name = os.environ.get("CAPSTONE_DATASET")
-    if name:
-        return check_dataset_name(name, "$CAPSTONE_DATASET")
-    if coco_on_disk():
-        return "coco"
-    if announce:
-        _announce_sample()
-    return "sample"
-
-
-def check_dataset_name(name: str, where: str = "dataset name") -> str:
-    """Return ``name`` when it is a dataset's name, else raise a ``ValueError`` listing them."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown {where} {name!r}: choose one of {', '.join(DATASETS)}")
-    return name
-
-
-def glove_name_in(folder: os.PathLike | str) -> str:
-    """The GloVe a folder of COCO-format files goes with.
-
-    The 200-d, else the 50-d cogworks GloVe file found in the folder; else ``glove.6B.200d`` for
-    the cogworks-data cache (``download`` gets it) and ``glove-50d`` for any other folder.
-    """
-    from .glove import GLOVE_FILES
-
-    folder = Path(folder)
-    for glove_name in ("glove.6B.200d", "glove.6B.50d"):
-        file_name = GLOVE_FILES[glove_name]
-        if (folder / file_name).is_file() or (folder / f"{file_name}.zip").is_file():
-            return glove_name
-    return "glove.6B.200d" if folder.resolve() == cogworks_cache_dir().resolve() else "glove-50d"
-
-
-def glove_name_for(dataset_name: str) -> str:
-    """The default GloVe name of a dataset, without loading the dataset."""
-    return "glove-50d" if check_dataset_name(dataset_name) == "sample" else glove_name_in(coco_dir())
-
-
 # -- loading -------------------------------------------------------------------------------------
 def load_dataset(name: str | None = None, *, train_fraction: float = 0.8, seed: int = 0) -> Dataset:
     """Load a dataset: images with features, their captions and a split by image.
@@ -336,8 +235,6 @@ def load_dataset(name: str | None = None, *, train_fraction: float = 0.8, seed: 
     """
     name = check_dataset_name(name) if name else default_dataset_name(announce=True)
     if name == "sample":
-        from .sample import ensure_sample
-
         source = ensure_sample()
     else:
         source = coco_paths()
@@ -412,8 +309,6 @@ def _remedy(name: str, folder: Path) -> str:
 
 def _glove_location(glove_name: str) -> str:
     """The GloVe file's path, or what is missing and how to get it."""
-    from .glove import glove_path
-
     try:
         return str(glove_path(glove_name))
     except MissingFileError as error:
@@ -501,194 +396,6 @@ def _first_bad_record(images: list, annotations: list) -> str:
                         f"not {type(record[key]).__name__}"
                     )
     return "unreadable images or annotations (an id out of the 64-bit range?)"
-
-
-# -- features ------------------------------------------------------------------------------------
-def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
-    """Load the ResNet-18 features, through a float32 ``.npz`` cache.
-
-    The first load reads the pickle, checks every array and writes the cache beside it
-    (``resnet18_features.npz``), or under ``cache_dir()/features/`` when that fails. The cache
-    records the pickle's size and mtime and is rebuilt when they change.
-
-    Parameters
-    ----------
-    path : path-like
-        The features pickle: a dict ``image_id -> array of shape (1, 512) or (512,)``.
-    remedy : str
-        What to do about a bad file, appended to error messages.
-
-    Returns
-    -------
-    (image_ids, features) : int64 (n,) sorted, float32 (n, 512)
-
-    Raises
-    ------
-    DataError
-        Naming the file, and for a bad array its image_id and shape.
-    """
-    path = Path(path)
-    remedy = f"; {remedy}" if remedy else ""
-    if not path.is_file():
-        raise MissingFileError(f"{path} does not exist{remedy}")
-    stamp = _stamp(path)
-    caches = features_cache_paths(path)
-    for cache in caches:
-        arrays = _read_features_cache(cache, stamp)
-        if arrays is not None:
-            return arrays
-    image_ids, features = _read_features_pickle(path, remedy)
-    for cache in caches:
-        try:
-            atomic_write(
-                cache,
-                lambda tmp: np.savez(
-                    tmp, image_ids=image_ids, features=features, source_stamp=stamp
-                ),
-            )
-            break
-        except OSError:
-            continue
-    return image_ids, features
-
-
-def features_cache_paths(path: os.PathLike | str) -> list:
-    """Where the ``.npz`` cache of a features pickle may be: beside it, else in the cache folder."""
-    path = Path(path).resolve()
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    return [path.with_suffix(".npz"), cache_dir() / "features" / f"{path.stem}-{key}.npz"]
-
-
-def _stamp(path: Path) -> np.ndarray:
-    """The size and mtime (ns) of a file, which key its caches."""
-    stat = path.stat()
-    return np.array([stat.st_size, stat.st_mtime_ns], dtype=np.int64)
-
-
-def _read_features_cache(cache: Path, stamp: np.ndarray):
-    """The cached (image_ids, features), or ``None`` when absent, unreadable or stale."""
-    try:
-        with np.load(cache, allow_pickle=False) as arrays:
-            if not np.array_equal(arrays["source_stamp"], stamp):
-                return None
-            return arrays["image_ids"], arrays["features"]
-    except (OSError, ValueError, KeyError, EOFError):
-        return None
-
-
-#: The only globals a features pickle may name: what NumPy (1.x ``numpy.core``, 2.x
-#: ``numpy._core``) needs to rebuild plain arrays and scalars. Anything else could run code.
-PICKLE_GLOBALS = frozenset(
-    {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-    | {(f"numpy.{core}.multiarray", name) for core in ("core", "_core")
-       for name in ("_reconstruct", "scalar")}
-    | {(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")}
-)
-
-
-class RefusedPickleError(pickle.UnpicklingError):
-    """A pickle names something other than plain NumPy arrays."""
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds dicts, numbers and NumPy arrays, and refuses every other global."""
-
-    def find_class(self, module, name):
-        if (module, name) not in PICKLE_GLOBALS:
-            raise RefusedPickleError(f"{module}.{name}")
-        return super().find_class(module, name)
-
-
-def load_array_pickle(path: os.PathLike | str):
-    """Unpickle a file that may hold only plain containers, numbers and NumPy arrays.
-
-    No code in the file runs: a global outside :data:`PICKLE_GLOBALS` (``os.system``, say)
-    stops the load before anything is called.
-
-    Raises
-    ------
-    RefusedPickleError
-        Naming the refused global.
-    """
-    with open(path, "rb") as file:
-        return _ArrayUnpickler(file).load()
-
-
-def _read_features_pickle(path: Path, remedy: str) -> tuple:
-    """Read and check the course's features pickle (never running code it names)."""
-    try:
-        table = load_array_pickle(path)
-    except RefusedPickleError as error:
-        raise DataError(
-            f"{path} is not a plain features file: it asks to run {error} (only NumPy arrays are "
-            f"allowed), so it was not loaded; do not use files from an untrusted source{remedy}"
-        ) from None
-    except Exception as error:  # any unpickling failure means a bad file
-        raise DataError(f"{path} could not be unpickled ({error!r}){remedy}") from None
-    if not isinstance(table, dict) or not table:
-        raise DataError(f"{path} must hold a non-empty dict image_id -> (1, 512) array{remedy}")
-    try:
-        image_ids = np.fromiter((int(image_id) for image_id in table), np.int64, len(table))
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: the dict's keys must be integer image ids{remedy}") from None
-    features = np.empty((len(table), FEATURE_DIM), dtype=np.float32)
-    for row, (image_id, vector) in enumerate(table.items()):
-        if not isinstance(vector, np.ndarray):
-            raise DataError(
-                f"{path}: image_id {image_id} holds a {type(vector).__name__}, not a NumPy "
-                f"array{remedy}"
-            )
-        if vector.shape not in ((1, FEATURE_DIM), (FEATURE_DIM,)) or vector.dtype.kind != "f":
-            raise DataError(
-                f"{path}: image_id {image_id} has an array of shape {vector.shape} and dtype "
-                f"{vector.dtype}; expected shape (1, {FEATURE_DIM}) or ({FEATURE_DIM},) of floats"
-                f"{remedy}"
-            )
-        features[row] = vector.reshape(FEATURE_DIM)
-    order = np.argsort(image_ids)
-    return image_ids[order], features[order]
-
-
-# -- command line --------------------------------------------------------------------------------
-GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt.w2v"}
-
-
-def add_cli(subparsers) -> None:
-    """Add the ``data`` and ``download`` commands."""
-    parser = subparsers.add_parser("data", help="summarise a dataset: counts and file paths")
-    parser.add_argument("--dataset", choices=DATASETS, help="default: $CAPSTONE_DATASET or auto")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=_data_command)
-    parser = subparsers.add_parser(
-        "download", help="fetch the COCO captions, ResNet-18 features and GloVe (cogworks-data)"
-    )
-    parser.add_argument(
-        "--glove", choices=sorted(GLOVE_DOWNLOADS), default="200d", help="GloVe size (default 200d)"
-    )
-    parser.set_defaults(func=_download_command)
-
-
-def _data_command(args) -> int:
-    summary = load_dataset(args.dataset).summary()
-    if args.json:
-        print(json.dumps(summary))
-        return 0
-    paths = {f"{key} file": path for key, path in summary.pop("paths").items()}
-    for key, value in [*summary.items(), *paths.items()]:
-        print(f"{key.replace('_', ' '):>33}  {value}")
-    return 0
-
-
-def _download_command(args) -> int:
-    from .glove import load_glove_file, unzip_glove
-
-    paths = [download(name) for name in (CAPTIONS_FILE, FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])]
-    print("converting the features and GloVe to their fast caches (once)")
-    load_features(paths[1])
-    glove_file = unzip_glove(paths[2]) if paths[2].suffix == ".zip" else paths[2]
-    load_glove_file(glove_file)
-    print(f"done: {paths[0].parent} holds the coco dataset (see `python -m capstone data`)")
-    return 0
 
 
 def download(file_name: str) -> Path:

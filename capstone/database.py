@@ -8,18 +8,15 @@ so a database built by another model is detected and rebuilt, never silently use
 
 from __future__ import annotations
 
-import json
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, MissingFileError
-from .model import unit_rows
-from .paths import atomic_write, default_database_path
+from .errors import DataError
+from .paths import default_database_path
+from .store import read_npz, write_npz
+from .text import STOP_WORDS, unit_rows
 
-SPLITS = ("all", "validation")
 SPACES = ("semantic", "features")
 TAG_VOCABULARY_SIZE = 50_000  # GloVe lists words by frequency: tags come from the most common
 
@@ -69,7 +66,7 @@ def _check_count(count, name: str = "k") -> int:
 
 
 class ImageDatabase:
-    """Every image of a dataset (or of its validation split) embedded once, for search.
+    """Every image of a dataset embedded once, for search.
 
     Parameters
     ----------
@@ -82,8 +79,6 @@ class ImageDatabase:
     dataset : Dataset or None
         Source of urls, captions and raw features; ``None`` leaves urls empty and captions
         blank and rules out ``similar(..., space="features")``.
-    split : {"all", "validation"}
-        Which images of ``dataset`` these are.
 
     Attributes
     ----------
@@ -91,14 +86,14 @@ class ImageDatabase:
     embeddings : numpy.ndarray, float32, shape (n, D), unit rows
     """
 
-    def __init__(self, image_ids, embeddings, model, dataset=None, split="all"):
+    def __init__(self, image_ids, embeddings, model, dataset=None):
         self.image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
         self.embeddings = np.ascontiguousarray(unit_rows(np.atleast_2d(embeddings)))
         if len(self.image_ids) != len(self.embeddings):
             raise ValueError(
                 f"{len(self.image_ids)} image ids but {len(self.embeddings)} embeddings"
             )
-        self.model, self.dataset, self.split = model, dataset, split
+        self.model, self.dataset = model, dataset
         self._row_of = {int(image_id): row for row, image_id in enumerate(self.image_ids)}
         self._unit_features = None  # raw features, normalised on first use
         self._tag_words = self._tag_vectors = None
@@ -108,44 +103,19 @@ class ImageDatabase:
 
     def __repr__(self) -> str:
         name = self.dataset.name if self.dataset is not None else None
-        return f"ImageDatabase(dataset={name!r}, split={self.split!r}, images={len(self)})"
+        return f"ImageDatabase(dataset={name!r}, images={len(self)})"
 
     # -- building, saving, loading -------------------------------------------------------------
-    @staticmethod
-    def split_image_ids(dataset, split: str = "all") -> np.ndarray:
-        """The image ids of ``dataset`` in a split: ``"all"`` (the app) or ``"validation"``."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-        return dataset.image_ids if split == "all" else dataset.val_image_ids
-
     @classmethod
-    def build(cls, model, dataset, split: str = "all") -> ImageDatabase:
-        """Embed every image of ``dataset`` (or of its validation split) with ``model``.
-
-        Parameters
-        ----------
-        model : SearchModel
-        dataset : Dataset
-        split : {"all", "validation"}
-            ``"validation"`` holds only images the model was not trained on (for evaluation).
-        """
-        image_ids = cls.split_image_ids(dataset, split)
-        embeddings = model.embed_images(dataset.features_of(image_ids))
-        return cls(image_ids, embeddings, model, dataset, split)
+    def build(cls, model, dataset) -> ImageDatabase:
+        """Embed every image of ``dataset`` with ``model``."""
+        return cls(dataset.image_ids, model.embed_images(dataset.features), model, dataset)
 
     def save(self, path) -> Path:
         """Write the database to ``path`` (``.npz``, no pickles) with the model's checksum."""
-        return atomic_write(
-            path,
-            lambda tmp: np.savez(
-                tmp,
-                image_ids=self.image_ids,
-                embeddings=self.embeddings,
-                checksum=np.str_(self.model.checksum),
-                dataset=np.str_(self.dataset.name if self.dataset is not None else ""),
-                split=np.str_(self.split),
-            ),
-        )
+        name = self.dataset.name if self.dataset is not None else ""
+        return write_npz(path, {"image_ids": self.image_ids, "embeddings": self.embeddings,
+                                "checksum": np.str_(self.model.checksum), "dataset": np.str_(name)})
 
     @classmethod
     def load(cls, path, model, dataset) -> ImageDatabase:
@@ -156,58 +126,35 @@ class ImageDatabase:
         MissingFileError
             If ``path`` does not exist (a ``FileNotFoundError``).
         DataError
-            If it is not a database written by :meth:`save` (e.g. a truncated file).
+            If it is damaged or not a database written by :meth:`save`.
         StaleDatabaseError
-            If it was built by another model, or for other images of the dataset.
+            If it was built by another model, or for other images.
         """
-        path = Path(path)
-        how_to_fix = f"delete {path} or use ImageDatabase.load_or_build to rebuild it"
-        if not path.is_file():
-            raise MissingFileError(f"no image database at {path}; build one with "
-                                   "ImageDatabase.load_or_build")
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                image_ids, embeddings, checksum, name, split = [
-                    saved[key]
-                    for key in ("image_ids", "embeddings", "checksum", "dataset", "split")
-                ]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-            raise DataError(
-                f"{path} is not a readable image database ({error!r}); {how_to_fix}"
-            ) from None
-        split = str(split)
-        if str(checksum) != model.checksum:
-            raise StaleDatabaseError(
-                f"the image database {path} was built by another model; {how_to_fix}"
-            )
-        if str(name) != dataset.name or not np.array_equal(
-            image_ids, cls.split_image_ids(dataset, split)
-        ):
-            raise StaleDatabaseError(
-                f"the image database {path} does not match the {dataset.name} dataset's "
-                f"{split!r} images; {how_to_fix}"
-            )
-        return cls(image_ids, embeddings, model, dataset, split)
+        fix = f"delete {path} or use ImageDatabase.load_or_build to rebuild it"
+        saved = read_npz(path, "an image database", fix)
+        if not {"image_ids", "embeddings", "checksum", "dataset"} <= saved.keys():
+            raise DataError(f"{path} is not an image database written by capstone; {fix}")
+        if str(saved["checksum"]) != model.checksum:
+            raise StaleDatabaseError(f"the image database {path} was built by another model; {fix}")
+        if str(saved["dataset"]) != dataset.name or not np.array_equal(saved["image_ids"],
+                                                                        dataset.image_ids):
+            raise StaleDatabaseError(f"the image database {path} does not match the "
+                                     f"{dataset.name} dataset's images; {fix}")
+        return cls(saved["image_ids"], saved["embeddings"], model, dataset)
 
     @classmethod
-    def load_or_build(cls, model, dataset, split: str = "all", path=None) -> ImageDatabase:
-        """Load the saved database, or build and save it when missing, unreadable or stale.
+    def load_or_build(cls, model, dataset, *, path=None) -> ImageDatabase:
+        """Load the saved database, or build and save it when missing, damaged or stale.
 
-        Parameters
-        ----------
-        path : path-like, optional
-            Default: :func:`capstone.paths.default_database_path` of the dataset and split.
+        ``path`` defaults to :func:`capstone.paths.default_database_path` of the dataset.
         """
-        path = Path(path) if path else default_database_path(dataset.name, split)
+        path = Path(path) if path else default_database_path(dataset.name)
         try:
-            database = cls.load(path, model, dataset)
-            if database.split == split:
-                return database
-        except (OSError, ValueError, KeyError):  # missing, stale or damaged: rebuild
-            pass
-        database = cls.build(model, dataset, split)
-        database.save(path)
-        return database
+            return cls.load(path, model, dataset)
+        except (OSError, ValueError):  # missing, stale or damaged: rebuild
+            database = cls.build(model, dataset)
+            database.save(path)
+            return database
 
     # -- looking up ----------------------------------------------------------------------------
     def row(self, image_id) -> int:
@@ -320,8 +267,6 @@ class ImageDatabase:
     def tag_vocabulary(self) -> tuple[list[str], np.ndarray]:
         """Candidate tag words and their unit GloVe vectors (computed once); see :meth:`tags`."""
         if self._tag_words is None:
-            from .text import STOP_WORDS
-
             glove, caption_words = self.model.text.glove, set(self.model.text.vocab.tolist())
             self._tag_words = [
                 word
@@ -331,108 +276,3 @@ class ImageDatabase:
             rows = [glove.key_to_index[word] for word in self._tag_words]
             self._tag_vectors = unit_rows(glove.vectors[rows])
         return self._tag_words, self._tag_vectors
-
-
-# -- command line ------------------------------------------------------------------------------
-def add_cli(subparsers) -> None:
-    """Add the ``search``, ``similar`` and ``tags`` commands."""
-    common = _common_options()
-    search = subparsers.add_parser(
-        "search", parents=[common], help="find the images that match a text query"
-    )
-    search.add_argument("--k", type=int, default=10, help="number of results (default 10)")
-    search.add_argument("query", nargs="?", help="the text to search for")
-    search.add_argument("--queries", metavar="FILE", help="one query per line; prints JSON lines")
-    search.set_defaults(func=_search_command)
-
-    similar = subparsers.add_parser(
-        "similar", parents=[common], help="find the images most like one image"
-    )
-    similar.add_argument("image_id", type=int, metavar="IMAGE_ID")
-    similar.add_argument("--k", type=int, default=10, help="number of results (default 10)")
-    similar.add_argument("--space", choices=SPACES, default="semantic")
-    similar.set_defaults(func=_similar_command)
-
-    tags = subparsers.add_parser("tags", parents=[common], help="words that describe an image")
-    tags.add_argument("image_id", type=int, metavar="IMAGE_ID")
-    tags.add_argument("--n", type=int, default=10, help="number of words (default 10)")
-    tags.set_defaults(func=_tags_command)
-
-
-def _common_options():
-    import argparse
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dataset", help="sample or coco (default: $CAPSTONE_DATASET)")
-    common.add_argument("--model", help="a trained model .npz (default: the dataset's)")
-    common.add_argument("--json", action="store_true", help="print JSON")
-    return common
-
-
-def database_for(dataset_name=None, model_path=None) -> ImageDatabase:
-    """The saved database of a dataset's images for a model, rebuilt when missing or stale.
-
-    Parameters
-    ----------
-    dataset_name : str, optional
-        Default: the default dataset (``$CAPSTONE_DATASET``).
-    model_path : path-like, optional
-        Default: the model ``python -m capstone train`` saved for the dataset.
-    """
-    from .data import check_dataset_name, default_dataset_name, load_dataset
-    from .model import load_model
-
-    name = check_dataset_name(dataset_name or default_dataset_name(announce=True))
-    model = load_model(model_path, dataset=name)  # a missing model fails before loading data
-    return ImageDatabase.load_or_build(model, load_dataset(name), "all")
-
-
-def _print_results(results: list[dict], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(results))
-        return
-    for rank, result in enumerate(results, 1):
-        caption = result["captions"][0] if result["captions"] else ""
-        print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}")
-
-
-def _search_command(args) -> int:
-    if (args.query is None) == (args.queries is None):
-        raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
-    if args.queries is None:
-        _print_results(database_for(args.dataset, args.model).query(args.query, args.k), args.json)
-        return 0
-    try:
-        lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise DataError(
-            f"cannot read the queries file {args.queries} ({reason}); give a UTF-8 text file "
-            "with one query per line"
-        ) from None
-    database = database_for(args.dataset, args.model)
-    for line_number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                results = database.query(line, args.k)
-            except ValueError as error:
-                raise ValueError(f"{args.queries} line {line_number}: {error}") from None
-            print(json.dumps(results))
-            sys.stdout.flush()
-    return 0
-
-
-def _similar_command(args) -> int:
-    database = database_for(args.dataset, args.model)
-    _print_results(database.similar(args.image_id, args.k, args.space), args.json)
-    return 0
-
-
-def _tags_command(args) -> int:
-    tags = database_for(args.dataset, args.model).tags(args.image_id, args.n)
-    if args.json:
-        print(json.dumps([{"word": word, "score": score} for word, score in tags]))
-    else:
-        for word, score in tags:
-            print(f"{score:.3f}  {word}")
-    return 0

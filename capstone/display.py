@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from .data import load_dataset
 from .paths import atomic_write, cache_dir
 
 UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
@@ -107,8 +108,6 @@ def _tiles(images, dataset, scores):
             tiles.append((int(image["image_id"]), image.get("url"), image.get("captions"), score))
             continue
         if dataset is None:
-            from .data import load_dataset
-
             dataset = load_dataset()
         image_id = int(image)
         tiles.append(

@@ -10,10 +10,10 @@ least as high as the best right one.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from .image import ImageEmbedder
+from .model import SearchModel
 from .triples import make_triples, triple_metrics
 
 CAPTIONS_PER_IMAGE = 5
@@ -243,8 +243,6 @@ def untrained_like(model):
 
     The image layer is initialised with the seed the model was trained with.
     """
-    from .model import ImageEmbedder, SearchModel
-
     seed = model.info.get("settings", {}).get("seed", 0)
     image = ImageEmbedder(*model.image.shape, seed=seed)
     return SearchModel(image, model.text, {**model.info, "metrics": {}})
@@ -292,36 +290,3 @@ def format_table(table: dict) -> str:
     lines += [name.ljust(width) + "".join(f"{cell(table[c].get(name)):>{column_width}}"
                                           for c in columns) for name in names]
     return "\n".join(lines)
-
-
-# -- command line ----------------------------------------------------------------------------------
-def add_cli(subparsers) -> None:
-    """Add ``evaluate``."""
-    parser = subparsers.add_parser(
-        "evaluate", help="triple accuracy, Recall@k and median rank of a trained model"
-    )
-    parser.add_argument("--dataset", help="sample or coco (default: $CAPSTONE_DATASET / sample)")
-    parser.add_argument("--model", help="model file (.npz; default: the dataset's model)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--compare", action="store_true",
-                        help="also the untrained model and chance, side by side")
-    parser.set_defaults(func=run_evaluate_cli)
-
-
-def run_evaluate_cli(args) -> int:
-    """``python -m capstone evaluate``."""
-    from .data import check_dataset_name, default_dataset_name, load_dataset
-    from .model import load_model
-
-    name = check_dataset_name(args.dataset or default_dataset_name(announce=True))
-    model = load_model(args.model, dataset=name)  # a missing model fails before loading data
-    dataset = load_dataset(name)
-    if args.compare:
-        result = compare(dataset, model)
-    else:
-        result = evaluate(model, dataset)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result if args.compare else {"trained": result}))
-    return 0

@@ -27,20 +27,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import (
+from .errors import DataError, MissingFileError
+from .paths import (
     DOWNLOAD_COMMAND,
+    GLOVE_FILES,
+    atomic_write,
+    cache_dir,
     coco_dir,
     cogworks_cache_dir,
     default_dataset_name,
     glove_name_for,
+    read_json,
+    write_json,
 )
-from .errors import DataError, MissingFileError
-from .paths import atomic_write, cache_dir, read_json, write_json
 
 if TYPE_CHECKING:  # gensim takes seconds to import: only the functions that need it do
     from gensim.models import KeyedVectors
 
-GLOVE_FILES = {"glove.6B.50d": "glove.6B.50d.txt.w2v", "glove.6B.200d": "glove.6B.200d.txt.w2v"}
 GLOVE_NAMES = ("glove-50d", *GLOVE_FILES)
 
 

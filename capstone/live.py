@@ -176,3 +176,8 @@ class LivePlot:
         """Let noggin draw everything recorded, then fit the layout (titles, axis labels)."""
         self.plotter.plot()
         self.figure.tight_layout()
+
+
+def new_recorder(plot: bool, live: bool | None = None):
+    """noggin's recorder: a :class:`LivePlot` (drawn, live in a notebook) or a bare logger."""
+    return LivePlot(("loss", "accuracy"), live=live) if plot else noggin.LiveLogger()

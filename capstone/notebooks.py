@@ -119,14 +119,6 @@ def strip_notebook(path) -> bool:
     return after != before
 
 
-def has_outputs(notebook) -> bool:
-    """Whether any code cell of a (read) notebook has outputs or an execution count."""
-    return any(
-        cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
-        for cell in notebook.cells
-    )
-
-
 def _run(args) -> int:
     failures = []
     for path in args.notebooks:

@@ -1,4 +1,6 @@
-"""Where the project keeps its files: the cache folder and its well-known locations.
+"""Where the project's files live: the cache, the course's data folder, the dataset names.
+
+Also how a file is written so that no reader ever sees half of it (:func:`atomic_write`).
 
 Environment variables (a public interface, keep them stable):
 
@@ -15,9 +17,19 @@ Environment variables (a public interface, keep them stable):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 from pathlib import Path
+
+from .errors import MissingFileError
+
+DATASETS = ("sample", "coco")
+CAPTIONS_FILE = "captions_train2014.json"
+FEATURES_FILE = "resnet18_features.pkl"
+GLOVE_FILES = {"glove.6B.50d": "glove.6B.50d.txt.w2v", "glove.6B.200d": "glove.6B.200d.txt.w2v"}
+DOWNLOAD_COMMAND = "python -m capstone download"
 
 
 def cache_dir() -> Path:
@@ -68,6 +80,108 @@ def default_database_path(dataset_name: str, split: str = "all") -> Path:
     return path / f"{dataset_name}-{split}.npz"
 
 
+# -- the course's data ---------------------------------------------------------------------------
+def cogworks_cache_dir() -> Path:
+    """The folder where cogworks-data keeps its downloads (``pooch.os_cache("cog_data")``)."""
+    from cogworks_data._utils import language_data
+
+    return Path(language_data.abspath)
+
+
+def coco_dir() -> Path:
+    """The ``coco`` dataset's folder: ``$CAPSTONE_DATA_DIR`` when set, else the cogworks cache."""
+    data_dir = os.environ.get("CAPSTONE_DATA_DIR")
+    return Path(data_dir).expanduser() if data_dir else cogworks_cache_dir()
+
+
+def coco_on_disk() -> bool:
+    """Whether the ``coco`` captions and features are already on disk (nothing is downloaded)."""
+    folder = coco_dir()
+    return all((folder / file_name).is_file() for file_name in (CAPTIONS_FILE, FEATURES_FILE))
+
+
+def coco_paths() -> dict:
+    """Paths of the ``coco`` captions and features.
+
+    Raises
+    ------
+    MissingFileError
+        Naming the missing file and ``python -m capstone download``; nothing is downloaded here.
+    """
+    folder = coco_dir()
+    where = "$CAPSTONE_DATA_DIR" if os.environ.get("CAPSTONE_DATA_DIR") else "the cogworks-data cache"
+    for file_name in (CAPTIONS_FILE, FEATURES_FILE):
+        if not (folder / file_name).is_file():
+            raise MissingFileError(
+                f"{file_name} is not in {folder} ({where}): run `{DOWNLOAD_COMMAND}` to fetch the "
+                f"COCO captions, features and GloVe (or use the sample dataset)"
+            )
+    return {"captions": folder / CAPTIONS_FILE, "features": folder / FEATURES_FILE}
+
+
+SAMPLE_NOTICE = (
+    "Using the embedded sample dataset: the real COCO files are not on disk "
+    f"(`{DOWNLOAD_COMMAND}` gets them)."
+)
+
+
+@functools.cache
+def _announce_sample() -> None:
+    """Say once per process that the sample stands in for the real data.
+
+    In a notebook it is an ordinary printed line (stdout), not an error box; elsewhere stderr.
+    """
+    print(SAMPLE_NOTICE, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr)
+
+
+def default_dataset_name(*, announce: bool = False) -> str:
+    """The dataset used when none is named.
+
+    ``$CAPSTONE_DATASET`` when set; else ``"coco"`` when its files are already on disk
+    (``$CAPSTONE_DATA_DIR`` or the cogworks-data cache); else ``"sample"``.
+
+    Parameters
+    ----------
+    announce : bool
+        Print one line (once per process) when falling back to the sample.
+    """
+    name = os.environ.get("CAPSTONE_DATASET")
+    if name:
+        return check_dataset_name(name, "$CAPSTONE_DATASET")
+    if coco_on_disk():
+        return "coco"
+    if announce:
+        _announce_sample()
+    return "sample"
+
+
+def check_dataset_name(name: str, where: str = "dataset name") -> str:
+    """Return ``name`` when it is a dataset's name, else raise a ``ValueError`` listing them."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown {where} {name!r}: choose one of {', '.join(DATASETS)}")
+    return name
+
+
+def glove_name_in(folder: os.PathLike | str) -> str:
+    """The GloVe a folder of COCO-format files goes with.
+
+    The 200-d, else the 50-d cogworks GloVe file found in the folder; else ``glove.6B.200d`` for
+    the cogworks-data cache (``download`` gets it) and ``glove-50d`` for any other folder.
+    """
+    folder = Path(folder)
+    for glove_name in ("glove.6B.200d", "glove.6B.50d"):
+        file_name = GLOVE_FILES[glove_name]
+        if (folder / file_name).is_file() or (folder / f"{file_name}.zip").is_file():
+            return glove_name
+    return "glove.6B.200d" if folder.resolve() == cogworks_cache_dir().resolve() else "glove-50d"
+
+
+def glove_name_for(dataset_name: str) -> str:
+    """The default GloVe name of a dataset, without loading the dataset."""
+    return "glove-50d" if check_dataset_name(dataset_name) == "sample" else glove_name_in(coco_dir())
+
+
+# -- writing files -------------------------------------------------------------------------------
 def atomic_write(path: os.PathLike | str, write) -> Path:
     """Write a file atomically: ``write(tmp_path)`` then rename over ``path``.
 

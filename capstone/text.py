@@ -7,21 +7,24 @@ over the ``N`` training captions. A GloVe word that no training caption used get
 IDF, ``log10(N)``, as if seen once, so queries may use it. Words not in GloVe add nothing; a text
 with no known word embeds to the zero vector.
 
-:meth:`TextEmbedder.embed` embeds many texts at once: all texts are joined and tokenised in one
-pass, tokens are mapped to GloVe rows with one dictionary lookup each, and the sums are one sparse
-``(texts x GloVe rows)`` weight matrix times the GloVe vectors.
+Read :func:`tokenize`, :func:`idf_weights` and :func:`se_text` first: they are the definition,
+one caption at a time. :class:`TextEmbedder` computes the same numbers for many captions at once
+(one sparse ``texts x words`` weight matrix times the GloVe vectors; see
+:mod:`capstone.token_rows`), and the tests check the two agree.
 """
 
 from __future__ import annotations
 
+import math
 import string
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
 
 from .errors import DataError
-from .model import unit_rows
+from .token_rows import RowLookup, chunks, token_rows, used_rows
 
 WEIGHTINGS = ("idf", "mean")
 
@@ -44,95 +47,58 @@ STOP_WORDS = frozenset(
 )
 
 _DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
-_PUNCTUATION_BYTES = string.punctuation.encode("ascii")
-_SEPARATOR = "\x00"  # joins texts so that they are tokenised in one pass
-_SEPARATOR_ROW, _UNKNOWN_ROW = -2, -1
-_CHUNK = 2**16  # texts tokenised together: bounds the memory of the token list
 _ARRAY_NAMES = ("vocab", "idf", "n_captions", "glove_name", "dim", "weighting", "stop_words")
 
 
+# -- the definition, one caption at a time -------------------------------------------------------
 def tokenize(text: str) -> list[str]:
-    """Split a text into words as the course does.
+    """Split a text into words as the course does: lower-case, no punctuation, split on spaces.
 
-    Parameters
-    ----------
-    text : str
-        Any text, e.g. a caption or a query.
-
-    Returns
-    -------
-    list of str
-        The text lower-cased, with ``string.punctuation`` removed, split on whitespace.
-
-    Examples
-    --------
     >>> tokenize("A dog's frisbee, caught!")
     ['a', 'dogs', 'frisbee', 'caught']
     """
     return text.translate(_DELETE_PUNCTUATION).lower().split()
 
 
-class _RowLookup(dict):
-    """GloVe word -> row; the text separator -> -2, any other unknown word -> -1."""
-
-    def __init__(self, key_to_index):
-        super().__init__(key_to_index)
-        self.n_rows = len(key_to_index)
-        self[_SEPARATOR] = _SEPARATOR_ROW
-
-    def __missing__(self, word):
-        return _UNKNOWN_ROW
+def idf_weights(captions: Sequence[str]) -> dict[str, float]:
+    """``idf(word) = log10(N / number of captions containing word)`` over ``N`` captions."""
+    containing = Counter(word for caption in captions for word in set(tokenize(caption)))
+    return {word: math.log10(len(captions) / n) for word, n in containing.items()}
 
 
-def _token_rows(texts: list, lookup: _RowLookup) -> tuple[np.ndarray, np.ndarray]:
-    """GloVe rows of the words of many texts, tokenised in one pass.
+def se_text(text: str, glove, idf: dict[str, float], n_captions: int) -> np.ndarray:
+    """The embedding of one text: the IDF-weighted sum of its words' GloVe vectors, unit length.
 
-    Returns
-    -------
-    rows : numpy.ndarray of int64
-        The GloVe row of every token found in GloVe, text after text, in order.
-    starts : numpy.ndarray of int64, shape (len(texts) + 1,)
-        Text ``i``'s rows are ``rows[starts[i]:starts[i + 1]]``; they equal
-        ``[lookup[word] for word in tokenize(texts[i]) if word in lookup]``.
+    The readable reference for :meth:`TextEmbedder.embed` (which gives the same vector, faster).
 
-    Notes
-    -----
-    ASCII texts are stripped and lower-cased as bytes, which is much faster than ``str``'s
-    methods (a non-ASCII text is first put through :func:`tokenize`'s exact steps, after which
-    the byte steps change nothing: lower-casing never makes punctuation or ASCII capitals).
+    Parameters
+    ----------
+    text : str
+    glove : gensim.models.KeyedVectors
+    idf : dict
+        :func:`idf_weights` of the training captions.
+    n_captions : int
+        Their number ``N``: a GloVe word no caption used weighs ``log10(N)``.
     """
-    texts = [text if text.isascii() else " ".join(tokenize(text)) for text in texts]
-    joined = f" {_SEPARATOR} ".join(texts)
-    if joined.count(_SEPARATOR) != len(texts) - 1:  # a text holds the separator: keep it unknown
-        joined = f" {_SEPARATOR} ".join(text.replace(_SEPARATOR, "\x01") for text in texts)
-    joined = joined.encode("utf-8", "surrogatepass").translate(None, _PUNCTUATION_BYTES).lower()
-    words = joined.decode("utf-8", "surrogatepass").split()
-    rows = np.array(list(map(lookup.__getitem__, words)), dtype=np.int64)
-    known = rows >= 0
-    text_of_token = np.cumsum(rows == _SEPARATOR_ROW)[known]
-    return rows[known], np.searchsorted(text_of_token, np.arange(len(texts) + 1))
+    total = np.zeros(glove.vector_size, dtype=np.float64)
+    for word in tokenize(text):
+        if word in glove.key_to_index:
+            total += idf.get(word, math.log10(n_captions)) * glove[word]
+    norm = np.linalg.norm(total)
+    return (total / norm if norm > 0 else total).astype(np.float32)
 
 
-def _chunks(texts) -> list:
-    """The texts as lists of at most ``_CHUNK``, after checking that they are a list of texts."""
-    if isinstance(texts, str):
-        raise TypeError("expected a list of texts, got one str: wrap it in a list")
-    texts = list(texts)
-    return [texts[start : start + _CHUNK] for start in range(0, len(texts), _CHUNK)]
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1)
 
 
-def _used_rows(rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct GloVe rows among ``rows`` (sorted), and each token's index among them.
-
-    A query's few tokens are sorted; a batch's many tokens are counted in one pass over all
-    ``n_rows`` GloVe rows, which is faster for them but would cost a query about a millisecond.
-    """
-    if len(rows) * 16 < n_rows:
-        return np.unique(rows, return_inverse=True)
-    used_rows = np.flatnonzero(np.bincount(rows, minlength=n_rows))
-    column_of_row = np.zeros(n_rows, dtype=np.int64)
-    column_of_row[used_rows] = np.arange(len(used_rows))
-    return used_rows, column_of_row[rows]
+# -- the fast version, many captions at once -----------------------------------------------------
+def _ascii(texts: list) -> list:
+    """The texts, each non-ASCII one already tokenised (what :func:`token_rows` expects)."""
+    return [text if text.isascii() else " ".join(tokenize(text)) for text in texts]
 
 
 class TextEmbedder:
@@ -174,7 +140,7 @@ class TextEmbedder:
         self.idf = np.asarray(idf, dtype=np.float32)
         self.n_captions, self.weighting = int(n_captions), weighting
         self.stop_words = bool(stop_words)
-        self._lookup = _RowLookup(glove.key_to_index)
+        self._lookup = RowLookup(glove.key_to_index)
         vocab_rows = self._rows_of(self.vocab)
         if (vocab_rows < 0).any():
             missing = self.vocab[vocab_rows < 0]
@@ -212,19 +178,19 @@ class TextEmbedder:
         -------
         TextEmbedder
         """
-        lookup = _RowLookup(glove.key_to_index)
+        lookup = RowLookup(glove.key_to_index)
         n_rows = lookup.n_rows
         caption_counts = np.zeros(n_rows, dtype=np.int64)
-        chunks = _chunks(captions)
-        if not chunks:
+        parts = chunks(captions)
+        if not parts:
             raise ValueError("fit needs at least one caption to compute the IDF from")
-        for chunk in chunks:
-            rows, starts = _token_rows(chunk, lookup)
+        for chunk in parts:
+            rows, starts = token_rows(_ascii(chunk), lookup)
             words = sparse.csr_matrix((np.ones(len(rows)), rows, starts), (len(chunk), n_rows))
             words.sum_duplicates()  # one entry per (caption, word)
             caption_counts += np.bincount(words.indices, minlength=n_rows)
         vocab_rows = np.flatnonzero(caption_counts)
-        n_captions = sum(map(len, chunks))
+        n_captions = sum(map(len, parts))
         vocab = [glove.index_to_key[row] for row in vocab_rows]
         idf = np.log10(n_captions / caption_counts[vocab_rows])
         return cls(glove, glove_name, vocab, idf, n_captions, weighting=weighting,
@@ -244,18 +210,18 @@ class TextEmbedder:
         numpy.ndarray, shape (len(texts), D), float32
             Unit rows; a zero row for a text with no known word. Never NaN.
         """
-        chunks = [unit_rows(self._weighted_sums(chunk)) for chunk in _chunks(texts)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+        parts = [unit_rows(self._weighted_sums(part)) for part in chunks(texts)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     def _weighted_sums(self, texts: list) -> np.ndarray:
         """``(len(texts), D)`` float32 weighted sums of each text's word vectors."""
-        rows, starts = _token_rows(texts, self._lookup)
+        rows, starts = token_rows(_ascii(texts), self._lookup)
         # multiply by the used GloVe rows only: scipy would copy a Fortran-ordered memory map whole
-        used_rows, columns = _used_rows(rows, self._lookup.n_rows)
+        used, columns = used_rows(rows, self._lookup.n_rows)
         weights = sparse.csr_matrix(
-            (self._row_weights[rows], columns, starts), (len(texts), len(used_rows))
+            (self._row_weights[rows], columns, starts), (len(texts), len(used))
         )
-        return weights @ np.asarray(self.glove.vectors[used_rows], dtype=np.float32)
+        return weights @ np.asarray(self.glove.vectors[used], dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query.
@@ -301,11 +267,6 @@ class TextEmbedder:
         """
         rows = self._rows_of(words)
         return np.where(rows >= 0, self._row_weights[rows], 0.0).astype(np.float32)
-
-    def known_words(self, text: str) -> list[str]:
-        """The words of ``text`` that carry weight in its embedding, in order."""
-        words = tokenize(text)
-        return [word for word, weight in zip(words, self.weights_of(words)) if weight > 0]
 
     # -- saving --------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:

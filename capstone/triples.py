@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from .model import unit_rows
+from .text import unit_rows
 
 SPLITS = ("train", "validation")
 NEGATIVES = ("hard", "random")

@@ -17,6 +17,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .display import load_image
+from .text import STOP_WORDS
 
 
 def png_thumbnail(image, size: int = 160) -> bytes | None:
@@ -32,8 +33,6 @@ def png_thumbnail(image, size: int = 160) -> bytes | None:
 
 def example_words(model, n: int = 3) -> list[str]:
     """The ``n`` words most captions use (lowest IDF), stop words left out: query ideas."""
-    from .text import STOP_WORDS
-
     order = np.argsort(np.asarray(model.text.idf), kind="stable")
     words = (str(word) for word in np.asarray(model.text.vocab)[order])
     return [word for word in words if word.isalpha() and word not in STOP_WORDS][:n]

@@ -322,8 +322,7 @@ def test_the_sample_is_generated_through_capstone_sample_and_read_like_coco(
 ):
     folder = tmp_path / "sample"
     small_coco(folder, scenes=True)
-    fake = types.SimpleNamespace(ensure_sample=lambda: folder)
-    monkeypatch.setitem(sys.modules, "capstone.sample", fake)
+    monkeypatch.setattr(data, "ensure_sample", lambda: folder)
     dataset = load_dataset("sample", train_fraction=0.5, seed=3)
     assert dataset.name == "sample" and dataset.glove_name == "glove-50d"
     assert dataset.image_ids.tolist() == [3, 5] and dataset.scenes[9] == {"objects": [0]}

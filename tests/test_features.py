@@ -6,8 +6,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from capstone import features
-from capstone.features import BLOCK_SIZES, FEATURE_DIM, extract_features
+from capstone.sample import features
+from capstone.sample.features import FEATURE_DIM, extract_features
+
+# the blocks in order, as the module docstring lists them: name -> number of dims
+BLOCK_SIZES = {
+    "colour": features.COLOR_LEVELS**3,
+    "colour_layout": features.GRID**2 * features.LAYOUT_COLOR_LEVELS**3,
+    "edge_layout": features.GRID**2 * features.ORIENTATIONS,
+    "edge_density": 1,
+    "shape_max": features.N_FILTERS,
+    "shape_mean": features.N_FILTERS,
+}
 
 
 def block(vectors, name):
@@ -24,7 +34,10 @@ def random_images(seed, n, height, width):
     return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
 
 
-def test_blocks_add_up_to_512():
+def test_blocks_add_up_to_512_and_the_old_import_path_still_works():
+    from capstone import features as old_path
+
+    assert old_path.extract_features is extract_features
     assert sum(BLOCK_SIZES.values()) == FEATURE_DIM == 512
     assert list(features.BLOCK_SCALES) == list(BLOCK_SIZES)
 

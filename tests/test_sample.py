@@ -258,14 +258,14 @@ def test_an_interrupted_write_leaves_no_marker_and_is_regenerated(tmp_path, monk
     def broken(images):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(sample, "extract_features", broken)
+    monkeypatch.setattr(sample.scenes, "extract_features", broken)
     with pytest.raises(RuntimeError):
         write_sample(tmp_path, n_images=20)
     assert sample.read_marker(tmp_path) == {}
     monkeypatch.undo()
 
     small = functools.partial(write_sample, n_images=30)
-    monkeypatch.setattr(sample, "write_sample", small)
+    monkeypatch.setattr(sample.scenes, "write_sample", small)
     assert ensure_sample(tmp_path) == tmp_path
     printed = capsys.readouterr()
     assert str(tmp_path) in printed.err and printed.out == ""  # stdout is left to the commands
@@ -274,8 +274,8 @@ def test_an_interrupted_write_leaves_no_marker_and_is_regenerated(tmp_path, monk
 
 def test_ensure_sample_keeps_a_current_folder_and_replaces_an_old_version(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(sample, "write_sample", lambda folder: calls.append(folder))
-    monkeypatch.setattr(sample.paths, "sample_dir", lambda: tmp_path)
+    monkeypatch.setattr(sample.scenes, "write_sample", lambda folder: calls.append(folder))
+    monkeypatch.setattr(sample.scenes.paths, "sample_dir", lambda: tmp_path)
     (tmp_path / ".complete").write_text(json.dumps({"version": SAMPLE_VERSION}))
     assert ensure_sample() == tmp_path and calls == []
     (tmp_path / ".complete").write_text(json.dumps({"version": SAMPLE_VERSION - 1}))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capstone import text as text_module
+from capstone import token_rows
 from capstone.errors import DataError
 from capstone.text import STOP_WORDS, TextEmbedder, tokenize
 
@@ -194,7 +195,7 @@ def test_a_batch_equals_one_text_at_a_time(tiny, texts):
 def test_batches_split_into_chunks_give_the_same_rows(tiny, monkeypatch):
     texts = ["a dog", "", "cat sleeps", "xqzt", "the boat", "ship", "dog\x00 cat"]
     whole = tiny.embed(texts)
-    monkeypatch.setattr(text_module, "_CHUNK", 2)
+    monkeypatch.setattr(token_rows, "CHUNK", 2)
     np.testing.assert_array_equal(tiny.embed(texts), whole)
 
 
@@ -203,7 +204,7 @@ def test_batches_split_into_chunks_give_the_same_rows(tiny, monkeypatch):
 def test_used_rows_lists_each_row_once_and_maps_every_token_to_it(rows, n_rows):
     # both ways: over 6 tokens of 100 rows take the pass over all rows, fewer the sort
     rows = np.array(rows, dtype=np.int64)
-    used_rows, columns = text_module._used_rows(rows, n_rows)
+    used_rows, columns = token_rows.used_rows(rows, n_rows)
     np.testing.assert_array_equal(used_rows, sorted(set(rows.tolist())))
     np.testing.assert_array_equal(used_rows[columns], rows)
 
@@ -219,6 +220,17 @@ def test_agrees_with_the_course_per_caption_code(glove, train, queries):
     texts = train + queries
     expected = [reference_se_text(text, idf, glove, np.log10(len(train))) for text in texts]
     np.testing.assert_allclose(embedder.embed(texts), np.reshape(expected, (-1, 50)), atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(captions, min_size=1, max_size=6), st.lists(captions, max_size=6))
+def test_the_readable_se_text_is_the_fast_embedders_reference(glove, train, queries):
+    idf = text_module.idf_weights(train)
+    assert idf == pytest.approx(reference_idf(train))
+    embedder = TextEmbedder.fit(train, glove, "glove-50d")
+    texts = train + queries
+    readable = [text_module.se_text(text, glove, idf, len(train)) for text in texts]
+    np.testing.assert_allclose(embedder.embed(texts), np.reshape(readable, (-1, 50)), atol=1e-5)
 
 
 def test_non_ascii_surrogate_and_separator_characters_are_handled_as_the_course_does(glove):
@@ -243,8 +255,10 @@ def test_embed_query_is_a_unit_float32_vector(tiny):
     np.testing.assert_allclose(vector, [0, 1, 0, 0], atol=1e-6)
 
 
-def test_known_words_are_the_weighted_tokens_in_order(tiny):
-    assert tiny.known_words("The DOG runs after a ship!") == ["the", "dog", "a", "ship"]
+def test_words_not_in_glove_weigh_nothing(tiny):
+    words = tokenize("The DOG runs after a ship!")
+    assert [w for w, weight in zip(words, tiny.weights_of(words)) if weight > 0] == [
+        "the", "dog", "a", "ship"]
 
 
 # -- weighting and stop words ------------------------------------------------------------------
@@ -260,7 +274,8 @@ def test_mean_weighting_is_the_plain_mean_made_unit(tiny_glove):
 def test_stop_words_are_dropped(tiny_glove):
     embedder = TextEmbedder.fit(TINY_CAPTIONS, tiny_glove, "tiny", stop_words=True)
     np.testing.assert_array_equal(embedder.embed(["the dog"]), embedder.embed(["dog"]))
-    assert embedder.known_words("the dog and a cat") == ["dog", "cat"]
+    np.testing.assert_array_equal(embedder.weights_of(["the", "a", "and"]), [0, 0, 0])
+    assert embedder.weights_of(["dog"])[0] > 0
     with pytest.raises(ValueError, match="no known words in query 'The a'"):
         embedder.embed_query("The a")
     with_stop_words = TextEmbedder.fit(TINY_CAPTIONS, tiny_glove, "tiny")

@@ -1,5 +1,6 @@
 """Training: the loss by hand, gradients, learning, keeping the best model, live curves, CLI."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from test_triples import DATASET, EMBEDDINGS, GLOVE, TEXT
 
 from capstone.live import LivePlot
 from capstone.model import ImageEmbedder, SearchModel
-from capstone.train import PRESETS, cosine_triple_loss, resolve_settings, train
+from capstone.train import PRESETS, Settings, cosine_triple_loss, resolve_settings, train
 from capstone.triples import make_triples, triple_metrics
 
 FAST = dict(text=TEXT, plot=False, progress=False, n_candidates=10)
@@ -66,7 +67,7 @@ def test_training_improves_validation_triple_accuracy():
     best = max(history.records, key=lambda record: record["val_accuracy"])
     assert after["accuracy"] == pytest.approx(best["val_accuracy"])
     assert model.info["metrics"]["triple_accuracy"] == pytest.approx(best["val_accuracy"])
-    assert model.info["settings"]["optimizer"] == PRESETS["default"]["optimizer"]
+    assert model.info["settings"]["optimizer"] == PRESETS["default"].optimizer == "adam"
 
 
 def test_the_same_seed_trains_the_same_model():
@@ -98,7 +99,7 @@ def test_best_model_is_saved_with_settings_and_metrics(tmp_path):
     model, history = train(DATASET, epochs=2, out=out, preset="course", lr=0.05, **FAST)
     saved = SearchModel.load(out, glove=GLOVE)
     assert saved.checksum == model.checksum
-    assert saved.info["settings"] == {**PRESETS["course"], "epochs": 2, "lr": 0.05,
+    assert saved.info["settings"] == {**dataclasses.asdict(PRESETS["course"]), "epochs": 2, "lr": 0.05,
                                       "n_candidates": 10, "preset": "course", "seed": 0}
     assert saved.info["metrics"]["best_epoch"] == history.best_epoch >= 1
     assert {"triple_accuracy", "recall@1", "median_rank"} <= set(saved.info["metrics"])
@@ -116,9 +117,11 @@ def test_a_model_path_that_is_not_npz_is_refused_before_training(tmp_path):
 
 def test_presets_and_overrides():
     course = resolve_settings("course")
-    assert (course["optimizer"], course["lr"], course["momentum"], course["margin"],
-            course["batch_size"]) == ("sgd", 1e-3, 0.9, 0.25, 32)
-    assert resolve_settings(None, epochs=2)["epochs"] == 2
+    assert (course.optimizer, course.lr, course.momentum, course.margin, course.batch_size,
+            course.n_candidates) == ("sgd", 1e-3, 0.9, 0.25, 32, 25)
+    assert resolve_settings(None, epochs=2) == Settings(epochs=2) == PRESETS["default"].replace(
+        epochs=2, lr=None)
+    assert resolve_settings(course, seed=3).seed == 3 and course.seed == 0  # frozen: a copy
     with pytest.raises(ValueError, match="preset must be one of"):
         resolve_settings("fast")
     with pytest.raises(ValueError, match="optimizer must be one of"):

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import paths
+from .. import paths
 from .features import BATCH_SIZE, extract_features
 
 SAMPLE_VERSION = 2
@@ -616,30 +616,3 @@ def ensure_sample(folder=None) -> Path:
         print(f"generating the sample dataset in {folder} (once, about 15 s)", file=sys.stderr)
         write_sample(folder)
     return folder
-
-
-def add_cli(subparsers) -> None:
-    """Add the ``sample`` command."""
-    parser = subparsers.add_parser(
-        "sample",
-        help="generate the embedded sample dataset",
-        description="Draw the sample scenes and write them in the course's COCO/ResNet formats; "
-        "point CAPSTONE_DATA_DIR at the folder to load it like real data.",
-    )
-    parser.add_argument("--out", type=Path, required=True,
-                        help="destination folder (the default dataset's own copy is made on first "
-                        "use in the cache; this writes another one anywhere)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--images", type=int, default=3000, help="number of images (default 3000)")
-    parser.set_defaults(func=_run_sample)
-
-
-def _run_sample(args) -> int:
-    out = write_sample(args.out, seed=args.seed, n_images=args.images)
-    marker = read_marker(out)
-    print(
-        f"{out}: {marker['n_images']} images "
-        f"({marker['n_images'] - marker['images_with_features']} grayscale, without features), "
-        f"{marker['captions']} captions"
-    )
-    return 0

@@ -1,0 +1,205 @@
+"""File formats and caches: what the project reads and writes, never a pickle it did not check.
+
+- The course's features pickle is read with an unpickler that rebuilds NumPy arrays and nothing
+  else (:func:`load_array_pickle`), then kept as a float32 ``.npz`` cache (:func:`load_features`).
+- Models and image databases are ``.npz`` files of plain arrays (:func:`write_npz`,
+  :func:`read_npz`), read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, MissingFileError
+from .paths import atomic_write, cache_dir
+
+FEATURE_DIM = 512
+
+
+# -- any .npz --------------------------------------------------------------------------------------
+def write_npz(path: os.PathLike | str, arrays: dict) -> Path:
+    """Save plain arrays to ``path`` (``.npz``) atomically: a reader sees the old file or the new."""
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def read_npz(path: os.PathLike | str, what: str, remedy: str) -> dict:
+    """Every array of an ``.npz`` file, read without pickles.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the file should be, for messages (e.g. "a capstone model file").
+    remedy : str
+        What to do about a missing or damaged file.
+
+    Raises
+    ------
+    MissingFileError
+        No such file.
+    DataError
+        Damaged, truncated, or not an ``.npz`` of plain arrays; one line naming ``path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"no {what} at {path}; {remedy}")
+    try:
+        if not zipfile.is_zipfile(path):  # else np.load would take it for a pickle
+            raise zipfile.BadZipFile
+        with np.load(path, allow_pickle=False) as file:
+            return {name: file[name] for name in file.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = "holds Python objects" if "allow_pickle" in str(error) else "is damaged"
+        raise DataError(f"{path} {reason}, so it is not {what}; {remedy}") from None
+
+
+# -- features ------------------------------------------------------------------------------------
+def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
+    """Load the ResNet-18 features, through a float32 ``.npz`` cache.
+
+    The first load reads the pickle, checks every array and writes the cache beside it
+    (``resnet18_features.npz``), or under ``cache_dir()/features/`` when that fails. The cache
+    records the pickle's size and mtime and is rebuilt when they change.
+
+    Parameters
+    ----------
+    path : path-like
+        The features pickle: a dict ``image_id -> array of shape (1, 512) or (512,)``.
+    remedy : str
+        What to do about a bad file, appended to error messages.
+
+    Returns
+    -------
+    (image_ids, features) : int64 (n,) sorted, float32 (n, 512)
+
+    Raises
+    ------
+    DataError
+        Naming the file, and for a bad array its image_id and shape.
+    """
+    path = Path(path)
+    remedy = f"; {remedy}" if remedy else ""
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist{remedy}")
+    stamp = _stamp(path)
+    caches = features_cache_paths(path)
+    for cache in caches:
+        arrays = _read_features_cache(cache, stamp)
+        if arrays is not None:
+            return arrays
+    image_ids, features = _read_features_pickle(path, remedy)
+    for cache in caches:
+        try:
+            atomic_write(
+                cache,
+                lambda tmp: np.savez(
+                    tmp, image_ids=image_ids, features=features, source_stamp=stamp
+                ),
+            )
+            break
+        except OSError:
+            continue
+    return image_ids, features
+
+
+def features_cache_paths(path: os.PathLike | str) -> list:
+    """Where the ``.npz`` cache of a features pickle may be: beside it, else in the cache folder."""
+    path = Path(path).resolve()
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return [path.with_suffix(".npz"), cache_dir() / "features" / f"{path.stem}-{key}.npz"]
+
+
+def _stamp(path: Path) -> np.ndarray:
+    """The size and mtime (ns) of a file, which key its caches."""
+    stat = path.stat()
+    return np.array([stat.st_size, stat.st_mtime_ns], dtype=np.int64)
+
+
+def _read_features_cache(cache: Path, stamp: np.ndarray):
+    """The cached (image_ids, features), or ``None`` when absent, unreadable or stale."""
+    try:
+        with np.load(cache, allow_pickle=False) as arrays:
+            if not np.array_equal(arrays["source_stamp"], stamp):
+                return None
+            return arrays["image_ids"], arrays["features"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+#: The only globals a features pickle may name: what NumPy (1.x ``numpy.core``, 2.x
+#: ``numpy._core``) needs to rebuild plain arrays and scalars. Anything else could run code.
+PICKLE_GLOBALS = frozenset(
+    {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    | {(f"numpy.{core}.multiarray", name) for core in ("core", "_core")
+       for name in ("_reconstruct", "scalar")}
+    | {(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")}
+)
+
+
+class RefusedPickleError(pickle.UnpicklingError):
+    """A pickle names something other than plain NumPy arrays."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds dicts, numbers and NumPy arrays, and refuses every other global."""
+
+    def find_class(self, module, name):
+        if (module, name) not in PICKLE_GLOBALS:
+            raise RefusedPickleError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_array_pickle(path: os.PathLike | str):
+    """Unpickle a file that may hold only plain containers, numbers and NumPy arrays.
+
+    No code in the file runs: a global outside :data:`PICKLE_GLOBALS` (``os.system``, say)
+    stops the load before anything is called.
+
+    Raises
+    ------
+    RefusedPickleError
+        Naming the refused global.
+    """
+    with open(path, "rb") as file:
+        return _ArrayUnpickler(file).load()
+
+
+def _read_features_pickle(path: Path, remedy: str) -> tuple:
+    """Read and check the course's features pickle (never running code it names)."""
+    try:
+        table = load_array_pickle(path)
+    except RefusedPickleError as error:
+        raise DataError(
+            f"{path} is not a plain features file: it asks to run {error} (only NumPy arrays are "
+            f"allowed), so it was not loaded; do not use files from an untrusted source{remedy}"
+        ) from None
+    except Exception as error:  # any unpickling failure means a bad file
+        raise DataError(f"{path} could not be unpickled ({error!r}){remedy}") from None
+    if not isinstance(table, dict) or not table:
+        raise DataError(f"{path} must hold a non-empty dict image_id -> (1, 512) array{remedy}")
+    try:
+        image_ids = np.fromiter((int(image_id) for image_id in table), np.int64, len(table))
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: the dict's keys must be integer image ids{remedy}") from None
+    features = np.empty((len(table), FEATURE_DIM), dtype=np.float32)
+    for row, (image_id, vector) in enumerate(table.items()):
+        if not isinstance(vector, np.ndarray):
+            raise DataError(
+                f"{path}: image_id {image_id} holds a {type(vector).__name__}, not a NumPy "
+                f"array{remedy}"
+            )
+        if vector.shape not in ((1, FEATURE_DIM), (FEATURE_DIM,)) or vector.dtype.kind != "f":
+            raise DataError(
+                f"{path}: image_id {image_id} has an array of shape {vector.shape} and dtype "
+                f"{vector.dtype}; expected shape (1, {FEATURE_DIM}) or ({FEATURE_DIM},) of floats"
+                f"{remedy}"
+            )
+        features[row] = vector.reshape(FEATURE_DIM)
+    order = np.argsort(image_ids)
+    return image_ids[order], features[order]
