@@ -26,21 +26,11 @@ class StaleDatabaseError(DataError):
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest scores, largest first (exact).
+    """Indices of the ``min(k, n)`` largest of ``n`` scores, largest first (exact).
 
-    A strided sample's ``k``-th largest score is a lower bound of the full array's, so only
-    scores at or above it can be in the top ``k``: those few candidates are partitioned with
-    :func:`numpy.argpartition` and the ``k`` winners sorted, instead of sorting everything.
-
-    Parameters
-    ----------
-    scores : numpy.ndarray, shape (n,)
-    k : int
-        At least 1; ``k >= n`` returns every index.
-
-    Returns
-    -------
-    numpy.ndarray of int, shape (min(k, n),)
+    The plain way is ``np.argsort(-scores)[:k]``. Faster: a strided sample's ``k``-th largest
+    score is a lower bound of the whole array's, so only scores at or above it can be in the top
+    ``k``; those few are partitioned with :func:`numpy.argpartition` and the winners sorted.
     """
     n = len(scores)
     if k >= n:
@@ -71,19 +61,12 @@ class ImageDatabase:
     Parameters
     ----------
     image_ids : array-like of int, shape (n,)
-        The images, in the row order of ``embeddings``.
     embeddings : array-like, shape (n, D)
-        Their embeddings; stored as float32 unit rows.
+        The images' embeddings, row by row; stored as float32 unit rows.
     model : SearchModel
-        Embeds queries (``embed_query``); its ``checksum`` is saved with the database.
+        Embeds queries; its ``checksum`` is saved with the database.
     dataset : Dataset or None
-        Source of urls, captions and raw features; ``None`` leaves urls empty and captions
-        blank and rules out ``similar(..., space="features")``.
-
-    Attributes
-    ----------
-    image_ids : numpy.ndarray, int64, shape (n,)
-    embeddings : numpy.ndarray, float32, shape (n, D), unit rows
+        Source of urls, captions and raw features (``None``: none of them).
     """
 
     def __init__(self, image_ids, embeddings, model, dataset=None):
@@ -171,27 +154,15 @@ class ImageDatabase:
         """One search result: ``image_id``, ``score``, ``url`` and ``captions``."""
         image_id = int(image_id)
         known = self.dataset is not None
-        return {
-            "image_id": image_id,
-            "score": float(score),
-            "url": self.dataset.urls.get(image_id) if known else None,
-            "captions": list(self.dataset.image_captions.get(image_id, [])) if known else [],
-        }
+        return {"image_id": image_id, "score": float(score),
+                "url": self.dataset.urls.get(image_id) if known else None,
+                "captions": list(self.dataset.image_captions.get(image_id, [])) if known else []}
 
     # -- searching -----------------------------------------------------------------------------
     def query_vector(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` images whose embeddings have the largest cosine with ``vector``.
+        """``(image_ids, scores)`` of the ``min(k, n)`` images nearest a unit ``vector``, best first.
 
-        Parameters
-        ----------
-        vector : array-like, shape (D,)
-            A unit vector in the embedding space.
-        k : int
-            At least 1; more than the database holds returns every image.
-
-        Returns
-        -------
-        (image_ids, scores) : int64 and float32 arrays, best first
+        Unit rows make the cosine a dot product, so all scores are one matrix-vector product.
         """
         k = _check_count(k)
         scores = self.embeddings @ np.asarray(vector, dtype=np.float32)
@@ -199,13 +170,7 @@ class ImageDatabase:
         return self.image_ids[best], scores[best]
 
     def query(self, text: str, k: int = 10) -> list[dict]:
-        """The ``k`` images that best match ``text``, best first.
-
-        Raises
-        ------
-        ValueError
-            When ``text`` has no word the model knows, or ``k`` < 1.
-        """
+        """The ``k`` images that best match ``text``, best first (``ValueError``: no known word)."""
         image_ids, scores = self.query_vector(self.model.embed_query(text), k)
         return [self.result(image_id, score) for image_id, score in zip(image_ids, scores)]
 
@@ -214,16 +179,9 @@ class ImageDatabase:
     ) -> list[dict]:
         """The ``k`` images most like one of the database's images, best first.
 
-        Parameters
-        ----------
-        image_id : int
-            An image of this database.
-        k : int
-            Number of results.
-        space : {"semantic", "features"}
-            Cosine in the learned embedding space, or over the raw (normalised) ResNet features.
-        include_self : bool
-            Put the image itself first (score 1), or leave it out.
+        ``space`` is ``"semantic"`` (the learned embeddings: images that would get the same
+        captions) or ``"features"`` (the raw ResNet features: images that look alike);
+        ``include_self`` puts the image itself first.
         """
         k = _check_count(k)
         if space not in SPACES:
@@ -246,17 +204,11 @@ class ImageDatabase:
         return self._unit_features
 
     def tags(self, image_id: int, n: int = 10) -> list[tuple[str, float]]:
-        """The words nearest to an image's embedding: words that describe it.
+        """The ``n`` (word, cosine) pairs nearest an image's embedding: words that describe it.
 
-        The image embedding lives in GloVe's space, but training pulls it only towards caption
-        embeddings, so its direction is meaningful for caption words and arbitrary for others.
-        The candidates are therefore the words of the training captions that are among GloVe's
-        :data:`TAG_VOCABULARY_SIZE` most frequent words, less stop words and tokens that are not
-        words; the tags are the ``n`` with the largest cosine.
-
-        Returns
-        -------
-        list of (word, cosine) pairs, best first
+        Training pulls image embeddings only towards caption embeddings, so their direction means
+        something for caption words and nothing for others: the candidates are the training
+        captions' words among GloVe's :data:`TAG_VOCABULARY_SIZE` most frequent, less stop words.
         """
         n = _check_count(n, "n")
         embedding = self.embeddings[self.row(image_id)]

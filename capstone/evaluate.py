@@ -14,6 +14,7 @@ import numpy as np
 
 from .image import ImageEmbedder
 from .model import SearchModel
+from .tables import format_table  # noqa: F401  (its old import path)
 from .triples import make_triples, triple_metrics
 
 CAPTIONS_PER_IMAGE = 5
@@ -22,19 +23,10 @@ KS = (1, 5, 10)
 
 # -- ranks ---------------------------------------------------------------------------------------
 def rank_of_truth(similarities, truth) -> np.ndarray:
-    """1-based rank of the (best) right item for each query.
+    """1-based rank of each query's best right item: ``1 + #(wrong items scoring >= it)``.
 
-    Parameters
-    ----------
-    similarities : array-like, shape (n_queries, n_items)
-        Higher is better.
-    truth : array-like, shape (n_queries,) of int, or (n_queries, n_items) of bool
-        The right item's column, or a mask of every right item (the best one counts).
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_queries,), int64
-        ``1 + #(wrong items scoring >= the best right item)``; 1 is a perfect answer.
+    ``similarities`` is ``(n_queries, n_items)``, higher better; ``truth`` the right item's
+    column per query, or a boolean mask of every right item.
     """
     similarities = np.asarray(similarities)
     truth = np.asarray(truth)
@@ -98,18 +90,9 @@ def retrieval_metrics(model, dataset, image_ids) -> dict:
 
 
 def ranks_by_owner(queries, query_owner, items, item_owner, block: int = 256) -> np.ndarray:
-    """Rank of each query's best right item by cosine, a block of queries at a time.
+    """Rank of each query's best right item by cosine (right: the same owner image).
 
-    Parameters
-    ----------
-    queries : numpy.ndarray, shape (n_queries, D)
-    query_owner : numpy.ndarray, shape (n_queries,)
-        The image each query belongs to.
-    items : numpy.ndarray, shape (n_items, D)
-    item_owner : numpy.ndarray, shape (n_items,)
-        The image each item belongs to; the right items of a query share its owner.
-    block : int
-        Queries scored at once (bounds memory at the 5K protocol's 25,000 captions).
+    Scores ``block`` queries at a time, which bounds memory at the 5K protocol's 25,000 captions.
     """
     ranks = [
         rank_of_truth(queries[start : start + block] @ items.T,
@@ -129,14 +112,8 @@ def scene_concepts(scene: dict) -> set:
 def concept_precision(model, dataset, image_ids, k: int = 10) -> dict:
     """Precision@k of one-word concept queries among ``image_ids`` (datasets with scenes).
 
-    Every concept of the scene records (object kind, colour, background) is a query; a hit is a
-    top-``k`` image whose scene has that concept. Concepts the text embedder does not know are
-    skipped.
-
-    Returns
-    -------
-    dict
-        ``mean`` and ``per_concept`` (concept -> precision).
+    Every concept of the scene records (kind, colour, background) is a query; a hit is a top-k
+    image whose scene has it. Returns ``mean`` and ``per_concept``.
     """
     truth = [scene_concepts(dataset.scenes[int(image_id)]) for image_id in image_ids]
     images = model.embed_images(dataset.features_of(image_ids))
@@ -163,29 +140,11 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
              margin: float | None = None) -> dict:
     """Every metric of a model on a dataset's held-out (validation) images.
 
-    Parameters
-    ----------
-    model : capstone.model.SearchModel
-    dataset : capstone.data.Dataset
-    n_images : int
-        Images of the small retrieval protocol (COCO 1K); fewer when the split is smaller.
-    seed : int
-        Which validation images the 1K and 5K protocols draw.
-    concepts : bool
-        Add ``concept_precision@10`` where the dataset has scene records.
-    margin : float, optional
-        Margin of the reported validation triple loss; by default the model's training margin
-        (0.25 when it has none).
-
-    Returns
-    -------
-    dict
-        ``triple_accuracy`` (fixed hard validation triples), ``triple_accuracy_random``,
-        ``triple_loss``, ``recall@1/5/10`` and ``median_rank`` (text to image, 1K),
-        ``i2t_recall@1/5/10`` and ``i2t_median_rank`` (image to text, 1K), ``n_images``; when
-        the validation split has ``5 * n_images`` images (5,000: COCO 5K) the same among those
-        under ``5k_`` prefixes (else ``None``); with scene records (the sample)
-        ``concept_precision@10`` and ``concept_precision@10_per_concept``.
+    Returns ``triple_accuracy`` (fixed hard validation triples), ``triple_accuracy_random``,
+    ``triple_loss`` (with ``margin``, by default the model's), text-to-image ``recall@1/5/10``
+    and ``median_rank`` and image-to-text ``i2t_...`` on ``n_images`` images (COCO 1K), the
+    same under ``5k_`` when the split has ``5 * n_images`` images (else ``None``), and with
+    scene records (the sample) ``concept_precision@10`` and its ``_per_concept`` breakdown.
     """
     if margin is None:
         margin = getattr(model, "info", {}).get("settings", {}).get("margin", 0.25)
@@ -249,13 +208,9 @@ def untrained_like(model):
 
 
 def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
-    """Metrics of the trained model, the untrained one (same seed) and chance, side by side.
+    """:func:`evaluate` of the trained model, the untrained one (same seed) and chance.
 
-    Returns
-    -------
-    dict
-        ``{"trained": {...}, "untrained": {...}, "chance": {...}}`` with :func:`evaluate`'s keys
-        (per-concept breakdowns left out).
+    Returns ``{"trained": {...}, "untrained": {...}, "chance": {...}}`` (no per-concept keys).
     """
     table = {
         "trained": evaluate(model, dataset, n_images=n_images, seed=seed),
@@ -265,28 +220,3 @@ def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
     for column in table.values():
         column.pop("concept_precision@10_per_concept", None)
     return table
-
-
-def format_table(table: dict) -> str:
-    """A dict of metric dicts (columns) as an aligned text table.
-
-    Rows whose values are all missing (e.g. the 5K protocol on a small split) are left out;
-    single missing values show as ``-``; nested dicts (per-concept breakdowns) are skipped.
-    """
-    columns = list(table)
-    names = [name for name in dict.fromkeys(n for column in table.values() for n in column)
-             if any(table[c].get(name) is not None for c in columns)
-             and not any(isinstance(table[c].get(name), dict) for c in columns)]
-    width = max(map(len, names))
-    column_width = max(12, *(len(c) + 2 for c in columns))
-
-    def cell(value):
-        if value is None:
-            return "-"
-        whole = not isinstance(value, float) or value.is_integer()
-        return f"{value:g}" if whole else f"{value:.3f}"
-
-    lines = [" " * width + "".join(f"{c:>{column_width}}" for c in columns)]
-    lines += [name.ljust(width) + "".join(f"{cell(table[c].get(name)):>{column_width}}"
-                                          for c in columns) for name in names]
-    return "\n".join(lines)

@@ -24,27 +24,10 @@ import numpy as np
 from scipy import sparse
 
 from .errors import DataError
+from .stop_words import STOP_WORDS
 from .token_rows import RowLookup, chunks, token_rows, used_rows
 
 WEIGHTINGS = ("idf", "mean")
-
-#: Common English words dropped when ``stop_words=True`` (already tokenised: lower-case, no
-#: punctuation, so "don't" appears as "dont").
-STOP_WORDS = frozenset(
-    """
-    a about above after again against all also am an and any are arent as at be because been
-    before being below between both but by can cannot cant could couldnt did didnt do does
-    doesnt doing dont down during each few for from further had hadnt has hasnt have havent
-    having he hed hell hes her here heres hers herself him himself his how hows i id ill im ive
-    if in into is isnt it its itself lets me more most mustnt my myself no nor not of off on
-    once only or other ought our ours ourselves out over own same shant she shed shell shes
-    should shouldnt so some such than that thats the their theirs them themselves then there
-    theres these they theyd theyll theyre theyve this those through to too under until up very
-    was wasnt we wed well were weve werent what whats when whens where wheres which while who
-    whos whom why whys will with wont would wouldnt you youd youll youre youve your yours
-    yourself yourselves
-    """.split()
-)
 
 _DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
 _ARRAY_NAMES = ("vocab", "idf", "n_captions", "glove_name", "dim", "weighting", "stop_words")
@@ -102,7 +85,7 @@ def _ascii(texts: list) -> list:
 
 
 class TextEmbedder:
-    """IDF-weighted sum of GloVe vectors, unit length (``se_text``).
+    """``se_text`` for many texts at once: IDF-weighted sums of GloVe vectors, unit length.
 
     Build one with :meth:`fit` on the training captions, or with :meth:`from_arrays` from a
     saved model.
@@ -110,24 +93,15 @@ class TextEmbedder:
     Parameters
     ----------
     glove : gensim.models.KeyedVectors
-        The word vectors (``.vectors`` (V, D), ``.key_to_index``); may be memory-mapped.
-    glove_name : str
-        The name :func:`capstone.glove.load_glove` loads ``glove`` by.
-    vocab : array of str, shape (n_words,)
-        The training captions' words that are in GloVe.
-    idf : array of float, shape (n_words,)
-        ``log10(n_captions / captions containing the word)``, aligned with ``vocab``.
+        The word vectors (may be memory-mapped); ``glove_name`` is what loads them again.
+    vocab, idf : arrays of shape (n_words,)
+        The training captions' words that are in GloVe, and their IDF.
     n_captions : int
-        Number of training captions the IDF was fitted on.
+        Number ``N`` of training captions the IDF was fitted on.
     weighting : {"idf", "mean"}
-        ``"idf"``: IDF-weighted sum; ``"mean"``: plain mean of the known words' vectors.
+        ``"mean"``: the plain mean of the known words' vectors instead.
     stop_words : bool
         Drop the words of :data:`STOP_WORDS`.
-
-    Attributes
-    ----------
-    dim : int
-        GloVe dimension ``D``: the length of every embedding.
     """
 
     def __init__(self, glove, glove_name, vocab, idf, n_captions, *, weighting="idf",
@@ -159,25 +133,7 @@ class TextEmbedder:
     @classmethod
     def fit(cls, captions: Sequence[str], glove, glove_name: str, *, weighting="idf",
             stop_words=False) -> TextEmbedder:
-        """Fit the IDF on (training) captions.
-
-        Parameters
-        ----------
-        captions : sequence of str
-            The training captions; ``N = len(captions)``.
-        glove : gensim.models.KeyedVectors
-            The word vectors.
-        glove_name : str
-            Their name, saved with the model so that it can load them again.
-        weighting : {"idf", "mean"}
-            See :class:`TextEmbedder`.
-        stop_words : bool
-            Drop :data:`STOP_WORDS` when embedding.
-
-        Returns
-        -------
-        TextEmbedder
-        """
+        """Fit the IDF on the (training) captions, as :func:`idf_weights` does, vectorised."""
         lookup = RowLookup(glove.key_to_index)
         n_rows = lookup.n_rows
         caption_counts = np.zeros(n_rows, dtype=np.int64)
@@ -198,18 +154,7 @@ class TextEmbedder:
 
     # -- embedding -----------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed many texts at once.
-
-        Parameters
-        ----------
-        texts : sequence of str
-            Captions or queries.
-
-        Returns
-        -------
-        numpy.ndarray, shape (len(texts), D), float32
-            Unit rows; a zero row for a text with no known word. Never NaN.
-        """
+        """``(len(texts), D)`` float32 unit rows; a zero row for a text with no known word."""
         parts = [unit_rows(self._weighted_sums(part)) for part in chunks(texts)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
@@ -224,18 +169,7 @@ class TextEmbedder:
         return weights @ np.asarray(self.glove.vectors[used], dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """Embed one query.
-
-        Returns
-        -------
-        numpy.ndarray, shape (D,), float32
-            Unit length.
-
-        Raises
-        ------
-        ValueError
-            If no word of ``text`` is known (empty, punctuation, gibberish, only stop words).
-        """
+        """``(D,)`` unit embedding of one query; ``ValueError`` when no word of it is known."""
         if not isinstance(text, str):
             raise TypeError(f"a query must be a str, got {type(text).__name__}")
         vector = self.embed([text])[0]
@@ -253,43 +187,21 @@ class TextEmbedder:
         return np.array([self._lookup[word] for word in words], dtype=np.int64).clip(min=-1)
 
     def weights_of(self, words: Sequence[str]) -> np.ndarray:
-        """Weight each word gets in a caption (0 for words not in GloVe and dropped stop words).
-
-        Parameters
-        ----------
-        words : sequence of str
-            Tokens (lower-case, no punctuation), e.g. from :func:`tokenize`.
-
-        Returns
-        -------
-        numpy.ndarray, shape (len(words),), float32
-            The IDF (``weighting="idf"``) or 1 (``"mean"``).
-        """
+        """The weight (IDF, or 1 for ``"mean"``) of each token; 0 if not in GloVe or a stop word."""
         rows = self._rows_of(words)
         return np.where(rows >= 0, self._row_weights[rows], 0.0).astype(np.float32)
 
     # -- saving --------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays (no object arrays) for ``np.savez``; :meth:`from_arrays` reverses it."""
-        return {
-            "vocab": self.vocab,
-            "idf": self.idf,
-            "n_captions": np.int64(self.n_captions),
-            "glove_name": np.str_(self.glove_name),
-            "dim": np.int64(self.dim),
-            "weighting": np.str_(self.weighting),
-            "stop_words": np.bool_(self.stop_words),
-        }
+        return {"vocab": self.vocab, "idf": self.idf, "n_captions": np.int64(self.n_captions),
+                "glove_name": np.str_(self.glove_name), "dim": np.int64(self.dim),
+                "weighting": np.str_(self.weighting), "stop_words": np.bool_(self.stop_words)}
 
     @classmethod
     def from_arrays(cls, arrays, glove) -> TextEmbedder:
-        """Rebuild a text embedder from :meth:`to_arrays` output (e.g. an ``np.load`` result).
-
-        Raises
-        ------
-        capstone.errors.DataError
-            If an array is missing or ``glove`` is not the GloVe the embedder was fitted with.
-        """
+        """The embedder :meth:`to_arrays` saved; ``DataError`` if an array is missing or
+        ``glove`` is not the GloVe it was fitted with."""
         missing = [name for name in _ARRAY_NAMES if name not in arrays]
         if missing:
             raise DataError(
@@ -307,8 +219,6 @@ class TextEmbedder:
                    weighting=str(arrays["weighting"]), stop_words=bool(arrays["stop_words"]))
 
     def __repr__(self) -> str:
-        return (
-            f"TextEmbedder(glove={self.glove_name!r}, dim={self.dim}, "
-            f"weighting={self.weighting!r}, stop_words={self.stop_words}, vocab={len(self.vocab)}, "
-            f"n_captions={self.n_captions})"
-        )
+        return (f"TextEmbedder(glove={self.glove_name!r}, dim={self.dim}, "
+                f"weighting={self.weighting!r}, stop_words={self.stop_words}, "
+                f"vocab={len(self.vocab)}, n_captions={self.n_captions})")

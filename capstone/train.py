@@ -91,21 +91,11 @@ def resolve_settings(preset=None, **changes) -> Settings:
 
 
 def triple_loss(image, text, good_features, bad_features, margin):
-    """Margin ranking loss of one batch of triples, in the graph of the image embedder.
+    """Margin ranking loss of a batch, in the image embedder's graph; also both similarities.
 
-    Parameters
-    ----------
-    image : capstone.model.ImageEmbedder
-    text : numpy.ndarray, shape (n, D)
-        Unit caption embeddings (constants).
-    good_features, bad_features : numpy.ndarray, shape (n, 512)
-    margin : float
-
-    Returns
-    -------
-    loss : mygrad.Tensor, shape ()
-    sim_good, sim_bad : numpy.ndarray, shape (n,)
-        Cosine similarity of each caption to its good and its bad image.
+    ``text`` (n, D) holds unit caption embeddings (constants); ``good_features`` and
+    ``bad_features`` (n, 512) the images. Returns ``(loss, sim_good, sim_bad)``: a mygrad scalar
+    and two NumPy arrays of cosines.
     """
     both = image(np.concatenate([good_features, bad_features]))  # one matmul for both
     both = both / mg.sqrt(mg.sum(both**2, axis=1, keepdims=True) + 1e-12)
@@ -170,19 +160,10 @@ def validation_metrics(image, dataset, caption_embeddings, validation, margin) -
 class History:
     """What happened during :func:`train`.
 
-    Attributes
-    ----------
-    records : list of dict
-        One per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
-        ``val_accuracy`` (hard validation triples), ``val_accuracy_random``, ``seconds``.
-    best_epoch : int
-        Epoch of the returned model (0: untrained, when no epoch finished or improved).
-    interrupted : bool
-        Whether training was stopped early (KeyboardInterrupt).
-    recorder : capstone.live.LivePlot or noggin.LiveLogger
-        noggin's record of every batch and epoch.
-    figure : matplotlib.figure.Figure or None
-        The loss and accuracy curves (``None`` with ``plot=False``).
+    ``records`` has one dict per epoch (``epoch``, ``train_loss``, ``train_accuracy``,
+    ``val_loss``, ``val_accuracy``, ``val_accuracy_random``, ``seconds``); ``best_epoch`` is the
+    returned model's (0: untrained); ``recorder`` is noggin's record of every batch and epoch and
+    ``figure`` its curves (``None`` with ``plot=False``).
     """
 
     records: list = field(default_factory=list)
@@ -201,25 +182,21 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     dataset : capstone.data.Dataset or str, optional
         A dataset or its name; by default :func:`capstone.data.load_dataset`'s default.
     settings : Settings or str, optional
-        A :class:`Settings` or a preset's name (``preset=`` is the same); default ``"default"``.
+        Settings or a preset's name (``preset=`` is the same), changed by ``**changes``
+        (e.g. ``epochs=3``); by default ``"default"``.
     text : capstone.text.TextEmbedder, optional
-        The text embedder; by default fitted on the training captions with ``glove`` (by default
-        the dataset's GloVe).
+        By default fitted on the training captions with ``glove`` (by default the dataset's).
     out : path-like or False, optional
-        Where the best model is saved after each epoch that improves it; by default the
-        dataset's model path; ``False`` saves nothing. A bad path is refused before training.
-    plot, live, progress : bool
-        Draw noggin's curves (live in a notebook), show tqdm bars.
-    on_batch : callable, optional
-        Called as ``on_batch(epoch, batch_index, metrics)`` after each batch.
-    **changes
-        Settings to change, e.g. ``epochs=3, negatives="random"`` (``None`` leaves one as is).
+        Where each improving epoch is saved (default: the dataset's model path; ``False``: not
+        saved). A bad path is refused before training.
+    plot, live, progress, on_batch
+        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``.
 
     Returns
     -------
     model : capstone.model.SearchModel
-        The best epoch's weights by validation triple accuracy; ``info`` records the settings
-        and, unless interrupted, every metric of :func:`capstone.evaluate.evaluate`.
+        The best epoch's weights; ``info`` records the settings and (unless interrupted) every
+        metric of :func:`capstone.evaluate.evaluate`.
     history : History
     """
     chosen = settings or preset or "default"

@@ -27,15 +27,10 @@ CHUNK = 1024  # triples scored per block in hard-negative search (fits in cache,
 
 @dataclass(frozen=True)
 class Triples:
-    """Aligned row indices of (caption, good image, bad image) triples.
+    """Aligned int64 rows of (caption, good image, bad image) triples.
 
-    Attributes
-    ----------
-    caption_rows : numpy.ndarray, shape (n,), int64
-        Rows into ``dataset.captions`` (and into the caption embeddings).
-    good_rows, bad_rows : numpy.ndarray, shape (n,), int64
-        Rows into ``dataset.features``: the caption's own image, and a different image of the
-        same split.
+    ``caption_rows`` index ``dataset.captions`` (and the caption embeddings); ``good_rows`` and
+    ``bad_rows`` index ``dataset.features``: the caption's own image and another of its split.
     """
 
     caption_rows: np.ndarray
@@ -59,19 +54,9 @@ def split_image_ids(dataset, split: str) -> np.ndarray:
 
 
 def image_text_embeddings(image_of_caption, caption_embeddings, n_images) -> np.ndarray:
-    """Unit mean of each image's caption embeddings.
+    """``(n_images, D)`` unit mean of each image's caption embeddings (zero: no caption).
 
-    Parameters
-    ----------
-    image_of_caption : numpy.ndarray, shape (n_captions,), int
-        For each caption, its image's index in ``range(n_images)``.
-    caption_embeddings : numpy.ndarray, shape (n_captions, D)
-    n_images : int
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_images, D), float32
-        Unit rows (zero rows for images without captions).
+    ``image_of_caption[i]`` is caption ``i``'s image, in ``range(n_images)``.
     """
     n_captions = len(image_of_caption)
     owner = scipy.sparse.csr_matrix(
@@ -82,22 +67,7 @@ def image_text_embeddings(image_of_caption, caption_embeddings, n_images) -> np.
 
 
 def draw_other(good, n_choices, size, rng) -> np.ndarray:
-    """Uniform draws from ``range(n_choices)`` that never equal ``good``.
-
-    Parameters
-    ----------
-    good : numpy.ndarray, shape (n,), int
-        The value to avoid, per row.
-    n_choices : int
-        At least 2.
-    size : int
-        Draws per row.
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, size), int64
-    """
+    """``(len(good), size)`` uniform draws from ``range(n_choices)``, never a row's ``good``."""
     draws = rng.integers(0, n_choices - 1, size=(len(good), size))
     return draws + (draws >= good[:, None])  # skip over the good one
 
@@ -171,21 +141,9 @@ def make_triples(
 def hardest_candidates(text, image_text, good, n_candidates, rng) -> np.ndarray:
     """For each caption, the most similar of ``n_candidates`` random images other than its own.
 
-    Parameters
-    ----------
-    text : numpy.ndarray, shape (n, D)
-        The captions' embeddings.
-    image_text : numpy.ndarray, shape (n_images, D)
-        Each image's unit mean caption embedding.
-    good : numpy.ndarray, shape (n,), int
-        Each caption's own image (index into ``image_text``), never chosen.
-    n_candidates : int
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), int64
-        Indices into ``image_text``.
+    ``text`` (n, D) are the captions' embeddings, ``image_text`` (n_images, D) each image's
+    unit mean caption embedding, ``good`` (n,) each caption's own image. Returns indices into
+    ``image_text``.
     """
     n_candidates = min(n_candidates, len(image_text) - 1)
     candidates = draw_other(good, len(image_text), n_candidates, rng)
@@ -198,20 +156,9 @@ def hardest_candidates(text, image_text, good, n_candidates, rng) -> np.ndarray:
 
 
 def triple_metrics(image_embeddings, caption_embeddings, triples: Triples, margin: float) -> dict:
-    """Loss and accuracy of fixed triples, without a graph.
+    """Mean margin ranking ``loss`` and ``accuracy`` of fixed triples, in plain NumPy.
 
-    Parameters
-    ----------
-    image_embeddings : numpy.ndarray, shape (n_images, D)
-        Unit embeddings of every row of ``dataset.features``.
-    caption_embeddings : numpy.ndarray, shape (n_captions, D)
-    triples : Triples
-    margin : float
-
-    Returns
-    -------
-    dict
-        ``loss`` (mean margin ranking loss) and ``accuracy`` (share with sim_good > sim_bad).
+    ``image_embeddings`` are the unit embeddings of every row of ``dataset.features``.
     """
     text = caption_embeddings[triples.caption_rows]
     sim_good = np.einsum("nd,nd->n", text, image_embeddings[triples.good_rows])

@@ -91,7 +91,7 @@ def core_modules() -> list:
 
 def test_the_readme_lists_the_core_in_reading_order_within_1200_lines():
     files = reading_order()
-    assert files[:2] == ["capstone/text.py", "capstone/model.py"], files
+    assert files[:2] == ["capstone/text.py", "capstone/image.py"], files
     lines = {path: len((ROOT / path).read_text(encoding="utf-8").splitlines()) for path in files}
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for path, count in lines.items():  # the counts the README states are the files' own
@@ -103,7 +103,7 @@ def test_the_core_holds_no_command_line_no_sample_and_no_pickles():
     graph = import_graph()
     for module in core_modules():
         source = (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
-        assert "argparse" not in source and "pickle" not in source, module
+        assert not re.search(r"import (argparse|pickle)|pickle\.|add_argument", source), module
         assert not any(name.startswith("capstone.sample") for name in graph[module]), module
         assert "capstone.cli" not in graph[module], module
 
