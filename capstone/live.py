@@ -173,8 +173,16 @@ class LivePlot:
         return self.figure
 
     def draw(self):
-        """Let noggin draw everything recorded, then fit the layout (titles, axis labels)."""
+        """Let noggin draw everything recorded, then fit the layout (titles, axis labels).
+
+        noggin calls the held-out curve "test"; here it is the validation split, so the legend
+        says so.
+        """
         self.plotter.plot()
+        for ax in self.figure.axes:
+            for label in (ax.get_legend().get_texts() if ax.get_legend() else []):
+                if label.get_text().startswith("test"):
+                    label.set_text("validation" + label.get_text()[len("test"):])
         self.figure.tight_layout()
 
 

@@ -125,13 +125,18 @@ SAMPLE_NOTICE = (
 )
 
 
+def say(message: str) -> None:
+    """Print a notice: an ordinary line in a notebook (stdout, not a red error box), else stderr.
+
+    Outside a notebook stdout is left to what a command prints (e.g. one JSON object).
+    """
+    print(message, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr)
+
+
 @functools.cache
 def _announce_sample() -> None:
-    """Say once per process that the sample stands in for the real data.
-
-    In a notebook it is an ordinary printed line (stdout), not an error box; elsewhere stderr.
-    """
-    print(SAMPLE_NOTICE, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr)
+    """Say once per process that the sample stands in for the real data."""
+    say(SAMPLE_NOTICE)
 
 
 def default_dataset_name(*, announce: bool = False) -> str:

@@ -47,11 +47,11 @@ KERNEL_READY = """async () => {
     await panel.sessionContext.ready;
     await panel.sessionContext.session.kernel.info;
 }"""
-# The live training figure: the output <img> of the cell that calls train(, and whether that
-# cell still runs (both front ends show its prompt as [*]).
+# The live training figure: the output <img> of the training loop's cell (the one that calls
+# set_train_batch), and whether that cell still runs (both front ends show its prompt as [*]).
 TRAINING_FIGURE = """() => {
     const cells = [...document.querySelectorAll('.jp-CodeCell')];
-    const cell = cells.find(c => /= train\\(/.test(c.querySelector('.jp-InputArea').textContent));
+    const cell = cells.find(c => /set_train_batch\\(/.test(c.querySelector('.jp-InputArea').textContent));
     const image = cell && cell.querySelector('.jp-OutputArea-output img');
     if (!image) return null;
     const prompt = cell.querySelector('.jp-InputArea-prompt').textContent;
@@ -243,8 +243,9 @@ def test_training_curves_redraw_while_training_runs(server, page, training_model
     figures = page.evaluate("() => window.figures")
     first, second = [figure for figure in figures if figure["running"]][:2]
     assert first["src"].startswith("data:image/png") and first["src"] != second["src"]
-    cell = page.locator(".jp-CodeCell").filter(has_text="model, history = train(")
-    cell.evaluate("cell => cell.scrollIntoView()")  # the code, progress bars and figure
+    cell = page.locator(".jp-CodeCell").filter(has_text="plot.set_train_batch(")
+    page.set_viewport_size({"width": 1280, "height": 1500})  # the whole loop and its figure
+    cell.evaluate("cell => cell.scrollIntoView()")
     figure = cell.locator(".jp-OutputArea-output img")
     if ui == "lab":
         screenshot(page, "training.png", figure)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -612,7 +611,6 @@ def ensure_sample(folder=None) -> Path:
     """
     folder = Path(folder).expanduser() if folder is not None else paths.sample_dir()
     if read_marker(folder).get("version") != SAMPLE_VERSION:
-        # stderr: stdout stays what the command prints (e.g. one JSON object for ``data --json``)
-        print(f"generating the sample dataset in {folder} (once, about 15 s)", file=sys.stderr)
+        paths.say(f"generating the sample dataset in {folder} (once, about 15 s)")
         write_sample(folder)
     return folder
