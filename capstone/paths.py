@@ -130,7 +130,9 @@ def say(message: str) -> None:
 
     Outside a notebook stdout is left to what a command prints (e.g. one JSON object).
     """
-    print(message, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr)
+    ipython = sys.modules.get("IPython")  # imported by any notebook kernel; never imported here
+    in_notebook = getattr(ipython and ipython.get_ipython(), "kernel", None) is not None
+    print(message, file=sys.stdout if in_notebook else sys.stderr)
 
 
 @functools.cache
