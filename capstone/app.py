@@ -1,7 +1,7 @@
 """The search page: ``notebooks/app.ipynb`` served by Voila on 127.0.0.1 (``make app``).
 
 ``python -m capstone.app [VOILA OPTIONS] [NOTEBOOK]`` starts Voila with three settings of its
-own; options given on the command line override them:
+own (:func:`default_config`); a Voila config file or the command line overrides them:
 
 - it listens on 127.0.0.1 only, and opens no browser;
 - each visitor's kernel is shut down after 10 minutes without activity, connected or not
@@ -25,19 +25,12 @@ from pathlib import Path
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado import web
+from traitlets.config import Config
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 MAX_PARTS = 1024  # header, parent header, metadata, content and up to 1,020 buffers
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "app.ipynb"
 IDLE_TIMEOUT = 600  # seconds without kernel activity before a visitor's kernel is shut down
-DEFAULTS = [
-    "--Voila.ip=127.0.0.1",
-    "--no-browser",
-    f"--Voila.kernel_websocket_connection_class={__name__}.GuardedKernelConnection",
-    f"--MappingKernelManager.cull_idle_timeout={IDLE_TIMEOUT}",
-    "--MappingKernelManager.cull_interval=60",
-    "--MappingKernelManager.cull_connected=True",
-]
 REFUSED = (
     f"This server speaks only the {V1_PROTOCOL} kernel websocket protocol: "
     f"open the websocket with subprotocols=['{V1_PROTOCOL}'] (JupyterLab 4 and Voila's page do)."
@@ -70,6 +63,8 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
     400 before the upgrade: the legacy framing is what voila 0.5 misreads, and jupyter_server's
     legacy parser also trusts a count from the client. Each incoming v1 message is checked by
     :func:`v1_framing_problem` before jupyter_server parses it; a bad one closes the socket.
+    An accepted handshake also sets the ``_xsrf`` cookie, which Voila's page needs to ask for
+    its kernel's shutdown when it unloads.
     """
 
     async def prepare(self):
@@ -82,6 +77,9 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
             handler.set_header("Content-Type", "text/plain; charset=UTF-8")
             # Finish, not HTTPError: Voila's error page template is missing for this handler
             raise web.Finish(REFUSED + "\n")
+        # Voila's page sends this cookie's token when it unloads, asking for its kernel's
+        # shutdown; the page itself never sets it, so the request was refused (403)
+        handler.xsrf_token  # noqa: B018 (reading it sets the _xsrf cookie)
         await super().prepare()
 
     def handle_incoming_message(self, incoming_msg) -> None:
@@ -96,11 +94,23 @@ class GuardedKernelConnection(ZMQChannelsWebsocketConnection):
         super().handle_incoming_message(incoming_msg)
 
 
+def default_config() -> Config:
+    """The app's Voila settings; a config file or the command line overrides each of them."""
+    config = Config()
+    config.Voila.ip = "127.0.0.1"
+    config.Voila.open_browser = False
+    config.Voila.kernel_websocket_connection_class = GuardedKernelConnection
+    config.MappingKernelManager.cull_idle_timeout = IDLE_TIMEOUT
+    config.MappingKernelManager.cull_interval = 60
+    config.MappingKernelManager.cull_connected = True  # a tab left open holds a kernel too
+    return config
+
+
 def voila_argv(argv: list[str]) -> list[str]:
-    """Voila's command line: the defaults, then ``argv``, then the app notebook if none given."""
-    if not any(not arg.startswith("-") for arg in argv):
-        argv = [*argv, str(NOTEBOOK)]
-    return [*DEFAULTS, *argv]
+    """Voila's command line: ``argv``, with the app notebook added when it names none."""
+    if any(arg.endswith(".ipynb") or Path(arg).is_dir() for arg in argv):
+        return list(argv)
+    return [*argv, str(NOTEBOOK)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,11 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     from voila.app import Voila
 
     argv = voila_argv(sys.argv[1:] if argv is None else argv)
-    notebooks = [Path(arg) for arg in argv if not arg.startswith("-")]
-    missing = [str(path) for path in notebooks if not path.exists()]
+    missing = [arg for arg in argv if arg.endswith(".ipynb") and not Path(arg).is_file()]
     if missing:
-        sys.exit(f"error: {missing[0]} does not exist; give the path of a notebook to serve")
-    Voila.launch_instance(argv=argv)
+        print(f"error: {missing[0]} does not exist; give the path of a notebook to serve",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+    Voila.launch_instance(argv=argv, config=default_config())
 
 
 if __name__ == "__main__":

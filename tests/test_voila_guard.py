@@ -14,7 +14,15 @@ import pytest
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 from voila_probe import VoilaServer, probe
 
-from capstone.app import DEFAULTS, NOTEBOOK, V1_PROTOCOL, v1_framing_problem, voila_argv
+from capstone.app import (
+    IDLE_TIMEOUT,
+    NOTEBOOK,
+    V1_PROTOCOL,
+    GuardedKernelConnection,
+    default_config,
+    v1_framing_problem,
+    voila_argv,
+)
 
 GROWTH_LIMIT_MB = 100  # the unguarded server grew past this within the probe's 15 s
 
@@ -46,12 +54,18 @@ def test_badly_framed_messages_are_named_without_parsing_them(message, problem):
 
 
 def test_the_app_listens_on_loopback_with_the_guard_and_culling_unless_told_otherwise():
-    argv = voila_argv(["--port=9999"])
-    assert argv[: len(DEFAULTS)] == DEFAULTS and argv[-1] == str(NOTEBOOK)
-    assert "--Voila.ip=127.0.0.1" in argv and "--port=9999" in argv
-    assert any("GuardedKernelConnection" in arg for arg in argv)
-    assert any(arg.startswith("--MappingKernelManager.cull_idle_timeout=") for arg in argv)
-    assert voila_argv(["other.ipynb"])[-1] == "other.ipynb"
+    from voila.app import Voila
+
+    app = Voila(config=default_config())
+    app.parse_command_line(voila_argv(["--port=9999", "--MappingKernelManager.cull_interval=1"]))
+    assert app.ip == "127.0.0.1" and not app.open_browser and app.port == 9999
+    assert app.kernel_websocket_connection_class is GuardedKernelConnection
+    culling = app.config.MappingKernelManager
+    assert culling.cull_idle_timeout == IDLE_TIMEOUT and culling.cull_connected
+    assert int(culling.cull_interval) == 1  # the command line wins (a string until used)
+    assert app.extra_args == [str(NOTEBOOK)]
+    assert voila_argv(["--port", "9000"]) == ["--port", "9000", str(NOTEBOOK)]
+    assert voila_argv(["other.ipynb"]) == ["other.ipynb"]
 
 
 @pytest.fixture(scope="module")
