@@ -275,6 +275,7 @@ def test_a_closed_search_page_frees_its_kernel(database, browser, how):
         page = browser.new_page()
         page.goto(app.base_url + "/", timeout=PAGE_TIMEOUT_MS)
         page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
+        search(page, database, "a red boat on the water")  # through the websocket guard
         (kernel,) = app.kernels()
         assert kernel.is_running()
         if how == "leave-page":
