@@ -45,6 +45,8 @@ from tornado.websocket import websocket_connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_helpers import free_port  # noqa: E402
 
+from capstone.app import v1_framing_problem  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 QUERY = "red boat"
@@ -190,6 +192,9 @@ def decode(raw, protocol: str) -> dict:
         return json.loads(raw)
     if protocol == "legacy":
         return deserialize_binary_message(raw)
+    problem = v1_framing_problem(raw)  # the parser below trusts the message's offset count
+    if problem:
+        raise ValueError(problem)
     _, parts = deserialize_msg_from_ws_v1(raw)
     keys = ("header", "parent_header", "metadata", "content")
     return {key: json.loads(part) for key, part in zip(keys, parts)}
@@ -258,7 +263,7 @@ async def type_query(base_url: str, kernel_id: str, protocol: str, seconds: floa
 
 
 def probe(server: VoilaServer, protocol: str = "legacy", seconds: float = 15,
-          limit_mb: float = 200) -> dict:  # fmt: skip
+          limit_mb: float = 100) -> dict:  # fmt: skip
     """Load the page, then run :func:`type_query` under a :class:`Watchdog`; the findings.
 
     Returns the keys of :func:`type_query` and ``start_mb``, ``peak_mb`` (the server's memory
@@ -289,7 +294,7 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", choices=["legacy", "v1"], default="legacy")
     parser.add_argument("--unguarded", action="store_true", help="plain voila, no guard")
     parser.add_argument("--seconds", type=float, default=15, help="watch after typing")
-    parser.add_argument("--limit-mb", type=float, default=200, help="allowed growth")
+    parser.add_argument("--limit-mb", type=float, default=100, help="allowed growth")
     args = parser.parse_args(argv)
     server = VoilaServer(guarded=not args.unguarded)
     try:
