@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Jupyter refuses to start as root (Docker, cloud VMs, CI) unless told it may.
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: install browser demo test lab app bench clean
 
@@ -33,10 +35,11 @@ test: install browser
 	$(PY) -m pytest --nbmake tests notebooks
 
 lab: install
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(ALLOW_ROOT)
 
+# Voila on 127.0.0.1 with the kernel websocket guard and kernel culling (capstone/app.py).
 app: install
-	$(VENV)/bin/voila --Voila.ip=127.0.0.1 --no-browser notebooks/app.ipynb
+	$(PY) -m capstone.app
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -15,6 +15,7 @@ import io
 
 import ipywidgets as widgets
 import numpy as np
+from traitlets import validate
 
 from .display import load_image
 from .text import STOP_WORDS
@@ -38,6 +39,28 @@ def example_words(model, n: int = 3) -> list[str]:
     return [word for word in words if word.isalpha() and word not in STOP_WORDS][:n]
 
 
+class ResultsSlider(widgets.IntSlider):
+    """An ``IntSlider`` whose ``min`` stays at least 1 and ``max`` at most ``limit``.
+
+    The bounds hold whatever a front end sends: a client can set ``max`` and ``value`` through
+    the widget's comm, and each result is an image sent to the page.
+    """
+
+    def __init__(self, limit: int, **kwargs):
+        self.limit = max(1, int(limit))
+        super().__init__(**kwargs)
+
+    @validate("min")
+    def _validate_min(self, proposal):
+        proposal["value"] = max(1, proposal["value"])
+        return super()._validate_min(proposal)
+
+    @validate("max")
+    def _validate_max(self, proposal):
+        proposal["value"] = min(proposal["value"], self.limit)
+        return super()._validate_max(proposal)
+
+
 def _running_loop():
     try:
         return asyncio.get_running_loop()
@@ -52,8 +75,8 @@ class SearchBox(widgets.VBox):
     ----------
     query : ipywidgets.Text
         Where the user types (CSS class ``capstone-query``).
-    slider : ipywidgets.IntSlider
-        How many results to show.
+    slider : ResultsSlider
+        How many results to show: 1 to ``max(k, 24)``, never more than the database holds.
     message : ipywidgets.HTML
         A hint, or why there are no results (CSS class ``capstone-message``).
     results : ipywidgets.Box
@@ -71,7 +94,10 @@ class SearchBox(widgets.VBox):
             continuous_update=True,
             layout=widgets.Layout(width="28em"),
         )
-        self.slider = widgets.IntSlider(value=k, min=1, max=max(k, 24), description="results")
+        limit = min(max(k, 24), len(db))
+        self.slider = ResultsSlider(
+            limit, value=min(k, limit), min=1, max=limit, description="results"
+        )
         self.message = widgets.HTML()
         self.results = widgets.Box(layout=widgets.Layout(flex_flow="row wrap"))
         for widget, css_class in [

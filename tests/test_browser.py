@@ -6,7 +6,8 @@ environment. The search box is tested in Voila, JupyterLab and Notebook 7, the l
 curves in JupyterLab and Notebook 7. Each test ends by shutting its kernels down. The training
 notebook runs in a kernel that saves its model to a temporary file, not to the cache the search
 tests read, so no test depends on another's order or on a training run finishing.
-Screenshots go to ``build/screenshots/``.
+Screenshots go to ``build/screenshots/``. The kernel-freeing tests start the search page as
+``make app`` does (``python -m capstone.app``), each on its own port, with short culling times.
 """
 
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from browser_helpers import launch_chromium, start_jupyter, write_kernelspec
+from voila_probe import VoilaServer
 
 pytestmark = pytest.mark.browser
 
@@ -254,3 +256,33 @@ def test_training_curves_redraw_while_training_runs(server, page, training_model
     wait_for_file(training_model)  # saved after the first epoch that beats the initial weights
     server.shutdown_kernels()  # the kernel is stopped mid-training: what it saved must load
     assert load_model(training_model).info["dataset"] == "sample"
+
+
+# How a visitor's kernel is freed. Leaving the page: Voila's page asks for its kernel's
+# shutdown as it unloads (culling off here). A tab that vanishes without unloading (headless
+# Chromium's page.close sends nothing): culling, after 3 s idle, checked every second.
+KERNEL_FREEING = {
+    "leave-page": ["--MappingKernelManager.cull_idle_timeout=0"],
+    "culling": ["--MappingKernelManager.cull_idle_timeout=3",
+                "--MappingKernelManager.cull_interval=1",
+                "--MappingKernelManager.cull_connected=False"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", KERNEL_FREEING)
+def test_a_closed_search_page_frees_its_kernel(database, browser, how):
+    app = VoilaServer(extra_args=KERNEL_FREEING[how])  # python -m capstone.app, as `make app`
+    try:
+        page = browser.new_page()
+        page.goto(app.base_url + "/", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
+        search(page, database, "a red boat on the water")  # through the websocket guard
+        (kernel,) = app.kernels()
+        assert kernel.is_running()
+        if how == "leave-page":
+            page.goto("about:blank")
+        page.close()
+        kernel.wait(timeout=60)  # psutil.TimeoutExpired if the kernel outlives the page
+    finally:
+        left = app.stop()
+    assert not left, f"processes left behind: {left}"

@@ -65,6 +65,28 @@ def test_the_slider_sets_how_many(db):
     assert len(box.results.children) == 7
 
 
+def test_a_client_cannot_raise_the_slider_past_24_results(db):
+    box = search_box(db, k=3, debounce=0)
+    box.query.value = "tree"
+    # what a front end can send through the widget's comm (a probe sent 1e9: 2,968 images)
+    box.slider.set_state({"max": 10**9})
+    box.slider.set_state({"value": 10**9})
+    assert box.slider.max == box.slider.value == len(box.results.children) == 24 < len(db)
+    box.slider.set_state({"min": -5})
+    box.slider.set_state({"value": -5})
+    assert box.slider.min == box.slider.value == len(box.results.children) == 1
+
+
+def test_the_slider_stops_at_the_database_size():
+    dataset = tiny_dataset(n_images=10)
+    small = ImageDatabase.build(tiny_model(dataset), dataset)
+    box = search_box(small, k=30, debounce=0)
+    assert box.slider.max == box.slider.value == 10
+    box.slider.set_state({"max": 10**9})
+    box.query.value = "tree"
+    assert box.slider.max == len(box.results.children) == 10
+
+
 def test_no_known_words_shows_a_friendly_message(db):
     box = search_box(db, debounce=0)
     box.query.value = "red car"
