@@ -6,9 +6,12 @@ its id and first caption.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
+import os
+import stat
 import textwrap
 import time
 import urllib.error
@@ -22,6 +25,8 @@ from .data import load_dataset
 from .paths import atomic_write, cache_dir
 
 UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
+#: The largest image file read or downloaded (COCO's are about 160 kB): a larger one is not shown.
+MAX_IMAGE_BYTES = 32 * 2**20
 _unreachable_until: dict[str, float] = {}
 
 
@@ -54,29 +59,45 @@ def load_image(url: str | None, *, timeout: float = 3.0, cache: bool = True):
         parsed = urllib.parse.urlparse(url or "")
         if parsed.scheme == "file":
             path = urllib.request.url2pathname(urllib.parse.unquote(parsed.path))
-            return _opened(path)
+            return _opened(_read_file(path))
         if parsed.scheme not in ("http", "https"):
             return None
         cached = image_cache_path(url)
         if cache and cached.is_file():
-            return _opened(cached)
+            return _opened(_read_file(cached))
         if _unreachable_until.get(parsed.netloc, 0.0) > time.monotonic():
             return None
         data = _download(url, parsed.netloc, timeout)
-        if data is None:
-            return None
-        image = _opened(io.BytesIO(data))
+        image = _opened(data)
         if image is not None and cache:
-            atomic_write(cached, lambda tmp: tmp.write_bytes(data))
+            with contextlib.suppress(OSError):  # a full disk: shown, just not kept
+                atomic_write(cached, lambda tmp: tmp.write_bytes(data))
         return image
     except (OSError, ValueError):
         return None
 
 
-def _opened(source):
-    """The decoded image at ``source`` (path or file object), or ``None``."""
+def _read_file(path) -> bytes | None:
+    """The bytes of a regular file of at most :data:`MAX_IMAGE_BYTES`, else ``None``.
+
+    Opened without blocking and checked before reading: a FIFO, a device or a folder named by a
+    ``file://`` url is not read (a FIFO would block forever), nor a file too large to be an image.
+    """
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(handle, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
+            return None
+        data = file.read(MAX_IMAGE_BYTES + 1)
+    return data if len(data) <= MAX_IMAGE_BYTES else None
+
+
+def _opened(data: bytes | None):
+    """The decoded image in ``data``, or ``None``."""
+    if data is None:
+        return None
     try:
-        with Image.open(source) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
             return image
     except (OSError, ValueError, Image.DecompressionBombError):
@@ -84,10 +105,14 @@ def _opened(source):
 
 
 def _download(url: str, host: str, timeout: float) -> bytes | None:
-    """The body at ``url``, or ``None``; a host that cannot be reached is remembered."""
+    """The body at ``url`` (at most :data:`MAX_IMAGE_BYTES`), or ``None``; a host that cannot be
+    reached is remembered."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read()
+            if int(response.headers.get("Content-Length") or 0) > MAX_IMAGE_BYTES:
+                return None
+            data = response.read(MAX_IMAGE_BYTES + 1)
+            return data if len(data) <= MAX_IMAGE_BYTES else None
     except urllib.error.HTTPError:  # the server answered: only this image is missing
         return None
     except (OSError, ValueError):  # no connection, timeout, bad url

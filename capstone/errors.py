@@ -11,3 +11,7 @@ class DataError(CapstoneError, ValueError):
 
 class MissingFileError(DataError, FileNotFoundError):
     """A file the project needs is not on disk; the message names the command that gets it."""
+
+
+class DiskFullError(CapstoneError, OSError):
+    """No space left on the device a file was being written to; nothing partial is left."""

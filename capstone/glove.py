@@ -11,7 +11,7 @@ Names
 
 A text file is parsed once into ``cache_dir()/glove/<file>-<key>/`` as ``vectors.npy`` (memory
 mapped on later loads) and ``words.json``; ``source.json`` records the file's path, size and
-mtime, and a change of either rebuilds the cache. Nothing is pickled (gensim's own ``save``
+mtime, and a change of either rebuilds the cache, as does a damaged (empty, truncated) file. Nothing is pickled (gensim's own ``save``
 pickles its header, so it is not used).
 """
 
@@ -140,13 +140,32 @@ def load_glove_file(path: os.PathLike | str) -> KeyedVectors:
     stat = path.stat()
     source = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     folder = glove_cache_dir(path)
-    if read_json(folder / "source.json") != source:
-        words, vectors = parse_word2vec(path)
-        atomic_write(folder / "vectors.npy", lambda tmp: np.save(tmp, vectors))
-        write_json(folder / "words.json", words)
-        write_json(folder / "source.json", source)  # last: marks the cache complete
+    if read_json(folder / "source.json") == source:
+        cached = _read_glove_cache(folder)
+        if cached is not None:
+            return cached
+    words, vectors = parse_word2vec(path)  # no cache, or a stale or damaged one: rebuild it
+    (folder / "source.json").unlink(missing_ok=True)  # first: a half-rebuilt cache is not used
+    atomic_write(folder / "vectors.npy", lambda tmp: np.save(tmp, vectors))
+    write_json(folder / "words.json", words)
+    write_json(folder / "source.json", source)  # last: marks the cache complete
+    cached = _read_glove_cache(folder)
+    if cached is None:
+        raise DataError(f"the GloVe cache {folder} cannot be read back after writing it; delete "
+                        "it, check the disk, and run again")
+    return cached
+
+
+def _read_glove_cache(folder: Path):
+    """The cached ``KeyedVectors`` (memory-mapped), or ``None`` when a file is damaged."""
     words = read_json(folder / "words.json")
-    return keyed_vectors(words, np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False))
+    try:
+        vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # truncated: "mmap length is greater than file size"
+        return None
+    if not isinstance(words, list) or vectors.ndim != 2 or len(vectors) != len(words):
+        return None
+    return keyed_vectors(words, vectors)
 
 
 def glove_cache_dir(path: os.PathLike | str) -> Path:

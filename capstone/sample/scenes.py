@@ -535,9 +535,24 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
         raise ValueError(f"seed must be a non-negative whole number, got {seed}")
     n_images, seed = int(n_images), int(seed)
     out = Path(out).expanduser().resolve()
+    created = [folder for folder in (out, out / "images") if not folder.exists()]
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
+    written = []
+    try:
+        _write_files(out, seed, n_images, written)
+    except BaseException:  # a full disk, Ctrl-C: leave no partial sample behind
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in reversed(created):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return out
 
+
+def _write_files(out: Path, seed: int, n_images: int, written: list) -> None:
+    """Write the sample's files into ``out``, appending each path to ``written`` first."""
     rng = np.random.default_rng(seed)
     image_ids = rng.choice(max(600_000, 2 * n_images), n_images, replace=False).tolist()
     n_captions = CAPTIONS_PER_IMAGE * n_images
@@ -551,6 +566,7 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
         batch = {}  # image_id -> pixels, for the features
         for index in range(start, min(start + BATCH_SIZE, n_images)):
             image_id = image_ids[index]
+            written.append(out / "images" / f"COCO_sample_{image_id:012d}.png")
             record, captions, pixels = _write_image(
                 out, seed, index, image_id, index in grayscale
             )
@@ -569,6 +585,7 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
     for stale in (out / "images").glob("COCO_sample_*.png"):
         if stale.name not in keep:
             stale.unlink()
+    written += [out / "resnet18_features.pkl", out / "captions_train2014.json", out / MARKER]
     _write_pickle(features, out / "resnet18_features.pkl")
     info = {
         "description": "capstone sample: drawn scenes with COCO-style captions",
@@ -593,7 +610,6 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
         "captions": len(annotations),
     }
     paths.write_json(out / MARKER, marker)
-    return out
 
 
 def ensure_sample(folder=None) -> Path:
