@@ -9,6 +9,7 @@ descriptors, prepare a database of images, and search it. It loads the model tha
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -59,36 +60,68 @@ class SearchAdapter:
     ``search`` never raises on a query: words the model does not know are ignored, and a query
     with no known word at all (typos only, punctuation, an empty string) is answered with the
     images nearest the mean image direction -- the most typical images, a fixed order.
+
+    Bad descriptors and ids are handled, not refused: a descriptor with a NaN or an infinity
+    gets a zero embedding and ranks after every other image (still returned when ``k`` asks for
+    it); an image id given twice keeps its first descriptor only.
     """
 
     def __init__(self, model):
         self.model = model
         self.database = self._fallback = None
+        self._unranked = np.zeros(0, dtype=np.int64)  # ids whose descriptors are not finite
 
     def embed_text(self, captions) -> np.ndarray:
-        """``(N, D)`` float32 unit rows (a zero row for a caption with no known word)."""
-        return self.model.embed_text(list(captions))
+        """``(N, D)`` float32 unit rows (a zero row for a caption with no known word).
+
+        A single ``str`` is one caption (``(1, D)``), not a sequence of characters.
+        """
+        return self.model.embed_text([captions] if isinstance(captions, str) else list(captions))
 
     def embed_images(self, descriptors) -> np.ndarray:
-        """``(M, D)`` float32 unit rows of ``(M, 512)`` (or ``(M, 1, 512)``) descriptors."""
-        descriptors = np.asarray(descriptors, dtype=np.float32)
+        """``(M, D)`` float32 unit rows of ``(M, 512)`` (or ``(M, 1, 512)``) descriptors.
+
+        A descriptor with a NaN or an infinity (also a float64 beyond float32) gets a zero row.
+        """
+        with np.errstate(over="ignore"):  # too large for float32: inf, so a zero row
+            descriptors = np.asarray(descriptors, dtype=np.float32)
         return self.model.embed_images(descriptors.reshape(len(descriptors), -1))
 
     def prepare_database(self, image_ids, descriptors) -> None:
-        """Embed the images that :meth:`search` will draw from."""
+        """Embed the images that :meth:`search` will draw from.
+
+        An id given more than once keeps its first descriptor; images whose descriptors are not
+        finite rank last, in the order given.
+        """
         image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
-        self.database = ImageDatabase(image_ids, self.embed_images(descriptors), self.model)
+        embeddings = self.embed_images(descriptors)
+        if len(image_ids) != len(embeddings):
+            raise ValueError(f"{len(image_ids)} image ids but {len(embeddings)} descriptors; "
+                             "give one descriptor per image id")
+        first = np.sort(np.unique(image_ids, return_index=True)[1])
+        image_ids, embeddings = image_ids[first], embeddings[first]
+        finite = embeddings.any(axis=1)  # embed_images gives a non-finite descriptor a zero row
+        self.database = ImageDatabase(image_ids[finite], embeddings[finite], self.model)
+        self._unranked = image_ids[~finite]
         mean = self.database.embeddings.sum(axis=0)
         self._fallback = mean / (np.linalg.norm(mean) or 1.0)
 
     def search(self, query: str, k: int = 10) -> list[int]:
-        """The ids of the ``min(k, n)`` prepared images that best match ``query``, best first."""
+        """The ids of the ``min(k, n)`` prepared images that best match ``query``, best first.
+
+        ``k`` is an int (or any integer type, such as ``numpy.int64``); below 1 gives ``[]``.
+        """
         if self.database is None:
             raise CapstoneError("call prepare_database(image_ids, descriptors) before search")
+        try:
+            k = operator.index(k)
+        except TypeError:
+            raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})") from None
         if k < 1:
             return []
         vector = self.model.embed_text([str(query)])[0]
         if not vector.any():
             vector = self._fallback
-        image_ids, _scores = self.database.query_vector(vector, int(k))
-        return [int(image_id) for image_id in image_ids]
+        image_ids, _scores = self.database.query_vector(vector, k)
+        image_ids = [int(image_id) for image_id in image_ids]
+        return image_ids + self._unranked[: k - len(image_ids)].tolist()

@@ -21,7 +21,8 @@ class Checkpoint:
     info : dict
         The model's record (dataset, settings); ``metrics`` is added.
     out : path-like or None
-        Where to save the best model (``.npz``, checked now); ``None``: keep it in memory only.
+        Where to save the best model (``.npz``, checked now to be writable); ``None``: keep it
+        in memory only.
     metrics : dict, optional
         The untrained layer's validation metrics (epoch 0); by default any epoch improves it.
 
@@ -35,7 +36,8 @@ class Checkpoint:
 
     def __init__(self, image: ImageEmbedder, text, info: dict, out=None, metrics=None):
         self.image, self.text, self.info = image, text, info
-        self.out = None if out is None else check_model_path(out)  # refused before training
+        # refused before training: a bad suffix, a folder, a path under a file, no permission
+        self.out = None if out is None else check_model_path(out, writable=True)
         self.epoch, self.metrics = 0, metrics or {"accuracy": float("-inf")}
         self.arrays = image.get_arrays()
 

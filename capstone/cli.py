@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .database import SPACES, ImageDatabase
 from .errors import CapstoneError, DataError
 from .evaluate import compare, evaluate, format_table
 from .glove import load_glove_file, unzip_glove
-from .model import load_model
+from .model import check_model_path, load_model
 from .sample import read_marker, write_sample
 from .train import NEGATIVES, PRESETS, train
 
@@ -121,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sample_by_default = "dataset" in args and args.dataset is None
     try:
-        if "dataset" in args:  # resolved here, so that the sample's notice can come last
-            args.dataset = paths.check_dataset_name(args.dataset or paths.default_dataset_name())
-            sample_by_default &= args.dataset == "sample"
-        status = int(args.func(args) or 0)
+        with paths.held_notices() as notices:  # printed last, so that an error stays one line
+            if "dataset" in args:  # resolved here, so that the sample's notice can come last
+                args.dataset = paths.check_dataset_name(
+                    args.dataset or paths.default_dataset_name())
+                sample_by_default &= args.dataset == "sample"
+            status = int(args.func(args) or 0)
     except (CapstoneError, ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
@@ -132,9 +135,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    if sample_by_default:
-        print(paths.SAMPLE_NOTICE, file=sys.stderr)
+    for line in dict.fromkeys(notices + [paths.SAMPLE_NOTICE] * sample_by_default):
+        print(line, file=sys.stderr)
     return status
+
+
+def finite(value):
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value) -> str:
+    """``value`` as strict JSON: a non-finite number is ``null``, never the invalid ``NaN``."""
+    return json.dumps(finite(value), allow_nan=False)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -142,7 +161,7 @@ def data_command(args) -> int:
     """``data``: a dataset's counts and file paths."""
     summary = load_dataset(args.dataset).summary()
     if args.json:
-        print(json.dumps(summary))
+        print(json_text(summary))
         return 0
     files = {f"{key} file": path for key, path in summary.pop("paths").items()}
     for key, value in [*summary.items(), *files.items()]:
@@ -174,7 +193,7 @@ def sample_command(args) -> int:
 # -- training and evaluation -----------------------------------------------------------------------
 def train_command(args) -> int:
     """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
-    out = args.out or paths.default_model_path(args.dataset)
+    out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     with contextlib.redirect_stdout(sys.stderr):
         model, history = train(args.dataset, args.preset, epochs=args.epochs,
                                negatives=args.negatives, seed=args.seed, out=out, live=False,
@@ -183,7 +202,7 @@ def train_command(args) -> int:
     summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
                "checksum": model.checksum, "interrupted": history.interrupted,
                "best_epoch": history.best_epoch, **model.info.get("metrics", {})}
-    print(json.dumps(summary))
+    print(json_text(summary))
     return 130 if history.interrupted else 0
 
 
@@ -193,7 +212,7 @@ def evaluate_command(args) -> int:
     dataset = load_dataset(args.dataset)
     result = compare(dataset, model) if args.compare else evaluate(model, dataset)
     if args.json:
-        print(json.dumps(result))
+        print(json_text(result))
     else:
         print(format_table(result if args.compare else {"trained": result}))
     return 0
@@ -210,7 +229,7 @@ def database_for(dataset_name=None, model_path=None) -> ImageDatabase:
 def print_results(results: list[dict], as_json: bool) -> None:
     """Search results as one JSON list, or one readable line each."""
     if as_json:
-        print(json.dumps(results))
+        print(json_text(results))
         return
     for rank, result in enumerate(results, 1):
         caption = result["captions"][0] if result["captions"] else ""
@@ -237,7 +256,7 @@ def search_command(args) -> int:
                 results = database.query(line, args.k)
             except ValueError as error:
                 raise ValueError(f"{args.queries} line {line_number}: {error}") from None
-            print(json.dumps(results))
+            print(json_text(results))
             sys.stdout.flush()
     return 0
 
@@ -253,7 +272,7 @@ def tags_command(args) -> int:
     """``tags``: the words nearest an image's embedding."""
     tags = database_for(args.dataset, args.model).tags(args.image_id, args.n)
     if args.json:
-        print(json.dumps([{"word": word, "score": score} for word, score in tags]))
+        print(json_text([{"word": word, "score": score} for word, score in tags]))
     else:
         for word, score in tags:
             print(f"{score:.3f}  {word}")

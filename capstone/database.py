@@ -26,13 +26,13 @@ class StaleDatabaseError(DataError):
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``min(k, n)`` largest of ``n`` scores, largest first (exact).
+    """Indices of the ``min(k, n)`` largest of ``n`` scores, largest first (exact; NaN, inf last).
 
     The plain way is ``np.argsort(-scores)[:k]``. Faster: a strided sample's ``k``-th largest
     score is a lower bound of the whole array's, so only scores at or above it can be in the top
     ``k``; those few are partitioned with :func:`numpy.argpartition` and the winners sorted.
     """
-    n = len(scores)
+    scores, n = np.nan_to_num(scores, nan=-np.inf, posinf=-np.inf), len(scores)
     if k >= n:
         return np.argsort(-scores, kind="stable")
     candidates = np.arange(n)
@@ -165,7 +165,7 @@ class ImageDatabase:
         Unit rows make the cosine a dot product, so all scores are one matrix-vector product.
         """
         k = _check_count(k)
-        scores = self.embeddings @ np.asarray(vector, dtype=np.float32)
+        scores = self.embeddings @ unit_rows(vector)  # a NaN or zero vector: all scores 0
         best = top_k(scores, k)
         return self.image_ids[best], scores[best]
 

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import DataError, MissingFileError
 from .glove import load_glove
 from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
-from .paths import default_dataset_name, default_model_path
+from .paths import check_writable, default_dataset_name, default_model_path
 from .store import read_npz, write_npz
 from .text import TextEmbedder, unit_rows  # noqa: F401  (unit_rows: its old import path)
 
@@ -93,14 +93,25 @@ class SearchModel:
             if str(arrays["format"]) != FORMAT:
                 raise ValueError(arrays["format"])
             info = json.loads(str(arrays["info"]))
-            glove = load_glove(info["glove_name"]) if glove is None else glove
+            given = glove is not None
+            glove = glove if given else load_glove(info["glove_name"])
+        except MissingFileError:  # the GloVe it names is not downloaded: that message says how
+            raise
         except (KeyError, ValueError, TypeError):
             raise DataError(f"{path} is not a capstone model file ({FORMAT}) or its record is "
                             f"damaged; {retrain}") from None
         parts = {prefix: {name[len(prefix):]: value for name, value in arrays.items()
                           if name.startswith(prefix)} for prefix in ("text_", "image_")}
-        text = TextEmbedder.from_arrays(parts["text_"], glove)
-        return cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+        try:
+            text = TextEmbedder.from_arrays(parts["text_"], glove)
+            return cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+        except DataError as error:
+            if given:  # the caller's GloVe does not fit the model: say which it needs
+                raise DataError(f"{path}: {error}") from None
+            reason = error
+        except (KeyError, ValueError, TypeError, IndexError) as error:
+            reason = f"{type(error).__name__}: {error}"
+        raise DataError(f"{path} is a damaged capstone model file ({reason}); {retrain}")
 
     def __repr__(self) -> str:
         d_in, d_out = self.image.shape
@@ -108,12 +119,17 @@ class SearchModel:
                 f"{d_in}->{d_out}, checksum={self.checksum[:12]})")
 
 
-def check_model_path(path) -> Path:
-    """``path`` as a Path, after checking that it names a ``.npz`` file (``ValueError`` if not)."""
+def check_model_path(path, *, writable: bool = False) -> Path:
+    """``path`` as a Path, after checking that it names a ``.npz`` file (``ValueError`` if not).
+
+    With ``writable``, also that a file can be written there (not a folder, not under a file,
+    a folder one may write to; see :func:`capstone.paths.check_writable`), so that training
+    refuses a bad ``out`` before its first batch.
+    """
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"a model file must end in .npz, got {path}")
-    return path
+    return check_writable(path) if writable else path
 
 
 def trained_model_path(path=None, *, dataset=None) -> Path:

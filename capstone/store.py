@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
-from .paths import atomic_write, cache_dir
+from .paths import atomic_write, cache_dir, notice
 
 FEATURE_DIM = 512
 
@@ -55,8 +55,23 @@ def read_npz(path: os.PathLike | str, what: str, remedy: str) -> dict:
         with np.load(path, allow_pickle=False) as file:
             return {name: file[name] for name in file.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        reason = "holds Python objects" if "allow_pickle" in str(error) else "is damaged"
-        raise DataError(f"{path} {reason}, so it is not {what}; {remedy}") from None
+        fault = _npz_fault(path, error)
+        raise DataError(f"{path} {fault}, so it is not {what}; {remedy}") from None
+
+
+def _npz_fault(path: Path, error: Exception) -> str:
+    """What is wrong with a file that ``np.load`` could not read as an ``.npz``."""
+    if "allow_pickle" in str(error):
+        return "holds Python objects"
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError:
+        return "cannot be read"
+    if not head:
+        return "is damaged (empty)"
+    zipped = head == b"PK\x03\x04"
+    return f"is damaged ({'cut short or overwritten' if zipped else 'not an .npz file'})"
 
 
 # -- features ------------------------------------------------------------------------------------
@@ -65,7 +80,10 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
 
     The first load reads the pickle, checks every array and writes the cache beside it
     (``resnet18_features.npz``), or under ``cache_dir()/features/`` when that fails. The cache
-    records the pickle's size and mtime and is rebuilt when they change.
+    records the pickle's size and mtime and is rebuilt when they change, or when it is damaged.
+
+    A row that is not finite as float32 (NaN, inf, or a float64 too large for float32) is left
+    out, as an image without features, and one line names how many and the first few ids.
 
     Parameters
     ----------
@@ -76,7 +94,7 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
 
     Returns
     -------
-    (image_ids, features) : int64 (n,) sorted, float32 (n, 512)
+    (image_ids, features) : int64 (n,) sorted, float32 (n, 512), every value finite
 
     Raises
     ------
@@ -92,20 +110,30 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
     for cache in caches:
         arrays = _read_features_cache(cache, stamp)
         if arrays is not None:
-            return arrays
-    image_ids, features = _read_features_pickle(path, remedy)
-    for cache in caches:
-        try:
-            atomic_write(
-                cache,
-                lambda tmp: np.savez(
-                    tmp, image_ids=image_ids, features=features, source_stamp=stamp
-                ),
-            )
             break
-        except OSError:
-            continue
+    else:
+        arrays = _finite_rows(*_read_features_pickle(path, remedy))
+        for cache in caches:
+            try:
+                write_npz(cache, {"image_ids": arrays[0], "features": arrays[1],
+                                  "nonfinite_ids": arrays[2], "source_stamp": stamp})
+                break
+            except OSError:  # a read-only folder, a full disk: try the next place, else none
+                continue
+    image_ids, features, nonfinite_ids = arrays
+    if len(nonfinite_ids):
+        shown = ", ".join(map(str, nonfinite_ids[:5].tolist()))
+        shown += ", ..." if len(nonfinite_ids) > 5 else ""
+        notice(f"{path}: {len(nonfinite_ids)} image(s) with non-finite features (NaN or inf) are "
+               f"treated as images without features: image_id {shown}")
     return image_ids, features
+
+
+def _finite_rows(image_ids: np.ndarray, features: np.ndarray) -> tuple:
+    """``(image_ids, features, nonfinite_ids)``: the rows whose every value is finite, and the
+    ids of the others (a float64 sum of float32 values cannot overflow, so one check a row)."""
+    finite = np.isfinite(features.sum(axis=1, dtype=np.float64))
+    return image_ids[finite], features[finite], image_ids[~finite]
 
 
 def features_cache_paths(path: os.PathLike | str) -> list:
@@ -122,14 +150,21 @@ def _stamp(path: Path) -> np.ndarray:
 
 
 def _read_features_cache(cache: Path, stamp: np.ndarray):
-    """The cached (image_ids, features), or ``None`` when absent, unreadable or stale."""
+    """The cached ``(image_ids, features, nonfinite_ids)``, or ``None`` when absent, damaged,
+    stale or of an older layout (any of which rebuilds it)."""
     try:
-        with np.load(cache, allow_pickle=False) as arrays:
-            if not np.array_equal(arrays["source_stamp"], stamp):
-                return None
-            return arrays["image_ids"], arrays["features"]
-    except (OSError, ValueError, KeyError, EOFError):
+        arrays = read_npz(cache, "a features cache", "")
+    except DataError:
         return None
+    image_ids, features, nonfinite_ids = (
+        arrays.get(name) for name in ("image_ids", "features", "nonfinite_ids"))
+    if any(array is None for array in (image_ids, features, nonfinite_ids)):
+        return None
+    if (not np.array_equal(arrays.get("source_stamp"), stamp) or image_ids.ndim != 1
+            or image_ids.dtype != np.int64 or nonfinite_ids.dtype != np.int64
+            or features.dtype != np.float32 or features.shape != (len(image_ids), FEATURE_DIM)):
+        return None
+    return image_ids, features, nonfinite_ids
 
 
 #: The only globals a features pickle may name: what NumPy (1.x ``numpy.core``, 2.x
@@ -200,6 +235,7 @@ def _read_features_pickle(path: Path, remedy: str) -> tuple:
                 f"{vector.dtype}; expected shape (1, {FEATURE_DIM}) or ({FEATURE_DIM},) of floats"
                 f"{remedy}"
             )
-        features[row] = vector.reshape(FEATURE_DIM)
+        with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf, left out
+            features[row] = vector.reshape(FEATURE_DIM)
     order = np.argsort(image_ids)
     return image_ids[order], features[order]

@@ -72,10 +72,11 @@ def se_text(text: str, glove, idf: dict[str, float], n_captions: int) -> np.ndar
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    """Rows scaled to unit length, as float32; zero rows and rows with a NaN or inf become zero."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1)
+    ok = np.isfinite(norms) & (norms > 0)
+    return np.where(ok, x / np.where(ok, norms, 1), np.float32(0))
 
 
 # -- the fast version, many captions at once -----------------------------------------------------

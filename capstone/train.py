@@ -269,6 +269,5 @@ def epoch_record(epoch, train, val, epoch_start) -> dict:
 def fit_text(dataset, glove=None) -> TextEmbedder:
     """A :class:`~capstone.text.TextEmbedder` fitted on the training captions only."""
     glove = load_glove(dataset.glove_name) if glove is None else glove
-    mask = dataset.train_captions_mask
-    captions = [caption for caption, keep in zip(dataset.captions, mask) if keep]
+    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
     return TextEmbedder.fit(captions, glove, dataset.glove_name)

@@ -125,6 +125,8 @@ def make_triples(
     in_split = dataset.caption_mask(dataset.image_ids[image_rows])
     known = np.any(caption_embeddings != 0, axis=1)
     caption_rows = np.flatnonzero(in_split & known)
+    if len(caption_rows) == 0:  # else training runs on nothing and every accuracy is NaN
+        raise ValueError(f"no {split} caption has a word GloVe knows: check the captions file")
     good_rows = dataset.rows(dataset.caption_image_ids[caption_rows])
     good = np.searchsorted(image_rows, good_rows)  # positions within the split
 
