@@ -154,12 +154,12 @@ _held_notices: list | None = None
 
 
 def notice(message: str) -> None:
-    """Tell the user about the data (e.g. rows left out): printed at once, as the sample notice
-    is, or kept for later inside :func:`held_notices`."""
+    """Tell the user about the data (e.g. rows left out): :func:`say` it now, or keep it for
+    later inside :func:`held_notices`."""
     if _held_notices is not None:
         _held_notices.append(message)
     else:
-        print(message, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr)
+        say(message)
 
 
 @contextlib.contextmanager
