@@ -85,8 +85,7 @@ class ImageDatabase:
         return len(self.image_ids)
 
     def __repr__(self) -> str:
-        name = self.dataset.name if self.dataset is not None else None
-        return f"ImageDatabase(dataset={name!r}, images={len(self)})"
+        return f"ImageDatabase(dataset={getattr(self.dataset, 'name', None)!r}, images={len(self)})"
 
     # -- building, saving, loading -------------------------------------------------------------
     @classmethod

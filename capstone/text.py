@@ -76,7 +76,9 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     ok = np.isfinite(norms) & (norms > 0)
-    return np.where(ok, x / np.where(ok, norms, 1), np.float32(0))
+    unit = x / np.where(ok, norms, 1)
+    unit[~ok[..., 0]] = 0  # a row with a NaN or inf becomes zero, not NaN
+    return unit
 
 
 # -- the fast version, many captions at once -----------------------------------------------------
@@ -205,10 +207,8 @@ class TextEmbedder:
         ``glove`` is not the GloVe it was fitted with."""
         missing = [name for name in _ARRAY_NAMES if name not in arrays]
         if missing:
-            raise DataError(
-                f"the saved text embedding lacks {missing}: it was not written by "
-                f"TextEmbedder.to_arrays; train the model again"
-            )
+            raise DataError(f"the saved text embedding lacks {missing}: it was not written by "
+                            "TextEmbedder.to_arrays; train the model again")
         glove_name, dim = str(arrays["glove_name"]), int(arrays["dim"])
         if dim != glove.vectors.shape[1]:
             raise DataError(
