@@ -11,8 +11,8 @@ Names
 
 A text file is parsed once into ``cache_dir()/glove/<file>-<key>/`` as ``vectors.npy`` (memory
 mapped on later loads) and ``words.json``; ``source.json`` records the file's path, size and
-mtime, and a change of either rebuilds the cache, as does a damaged (empty, truncated) file. Nothing is pickled (gensim's own ``save``
-pickles its header, so it is not used).
+mtime, and a change of either rebuilds the cache, as does a damaged (empty, cut short) file.
+Nothing is pickled (gensim's own ``save`` pickles its header, so it is not used).
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def test_non_finite_feature_rows_are_images_without_features_with_one_line(tmp_p
         dataset = read_dataset(tmp_path, "coco")
         assert dataset.image_ids.tolist() == [1, 3, 5, 7, 8], load
         assert dataset.missing_image_ids.tolist() == [2, 4, 6]
-        assert np.isfinite(dataset.features).all() and dataset.summary()["images_without_features"] == 3
+        assert np.isfinite(dataset.features).all()
+        assert dataset.summary()["images_without_features"] == 3
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 1 and "3 image(s) with non-finite features" in lines[0], load
         assert "image_id 2, 4, 6" in lines[0] and str(tmp_path / FEATURES_FILE) in lines[0]
@@ -290,7 +291,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch):
                        (tmp_path / "elsewhere" / "m.npz", "write it to another disk")):
         with pytest.raises(DiskFullError) as error:
             atomic_write(path, fill)
-        assert str(error.value) == f"no space left on device writing {path}: free some space or {hint}"
+        assert str(error.value) == (
+            f"no space left on device writing {path}: free some space or {hint}")
         assert error.value.errno == errno.ENOSPC and os.listdir(path.parent) == []
 
 
@@ -434,7 +436,7 @@ def test_downloads_beyond_the_size_cap_are_not_kept(monkeypatch, tmp_path):
     assert display.load_image("http://example.org/b.jpg") is None and endless.reads == [1001]
 
 
-# -- 7. temporaries of killed writers ----------------------------------------------------------------
+# -- 7. temporaries of killed writers --------------------------------------------------------------
 def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
     writer = ("import sys, time\nfrom capstone.paths import atomic_write\n"
               "def write(tmp):\n    open(tmp, 'wb').write(b'half')\n    print(tmp, flush=True)\n"
@@ -461,7 +463,7 @@ def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_pa
     assert remove_stale_temporaries(tmp_path, force=True) == [fresh_dead]
 
 
-# -- 8. clear errors or documented behaviour -----------------------------------------------------------
+# -- 8. clear errors or documented behaviour -------------------------------------------------------
 def test_the_adapter_takes_a_str_as_one_caption(adapter_model):
     adapter = SearchAdapter(adapter_model)
     one = adapter.embed_text("a red boat")
