@@ -82,13 +82,14 @@ class SearchAdapter:
         self._fallback = mean / (np.linalg.norm(mean) or 1.0)
 
     def search(self, query: str, k: int = 10) -> list[int]:
-        """The ids of the ``min(k, n)`` prepared images that best match ``query``, best first."""
+        """The ids of the ``min(k, n)`` prepared images best matching ``query`` (typos fixed)."""
         if self.database is None:
             raise CapstoneError("call prepare_database(image_ids, descriptors) before search")
         if k < 1:
             return []
-        vector = self.model.embed_text([str(query)])[0]
-        if not vector.any():
-            vector = self._fallback
-        image_ids, _scores = self.database.query_vector(vector, int(k))
-        return [int(image_id) for image_id in image_ids]
+        try:  # typos corrected silently; a query is capped at capstone.query.MAX_QUERY_CHARS
+            results = self.database.search(str(query)[:1000], int(k)).results
+        except ValueError:  # no known word, even corrected: the most typical images
+            image_ids, _scores = self.database.query_vector(self._fallback, int(k))
+            return [int(image_id) for image_id in image_ids]
+        return [result["image_id"] for result in results]
