@@ -161,7 +161,7 @@ def show_images(
     ncols = max(1, min(ncols or 5, len(tiles) or 1))
     nrows = max(1, math.ceil(len(tiles) / ncols))
     if fig is None:
-        fig = plt.figure(figsize=(2.8 * ncols, 3.3 * nrows))
+        fig = plt.figure(figsize=(2.8 * ncols, 3.6 * nrows))
     fig.clear()
     for index, (image_id, url, image_captions, score, why) in enumerate(tiles):
         ax = fig.add_subplot(nrows, ncols, index + 1)

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .display import load_image
-from .query import COMMON_WORDS, NUMBER_WORDS, format_why
+from .query import COMMON_WORDS, NUMBER_WORDS, corrector_for, format_why
 from .text import STOP_WORDS
 
 SYNTAX_HINT = ("-word leaves a word out, 2:word weighs it twice; after \"more like this\", "
@@ -42,7 +42,8 @@ def example_words(model, n: int = 3, embeddings=None, candidates: int = 200) -> 
     common GloVe words, not stop words and not numbers. With image ``embeddings`` (a
     database's), those whose cosine with the images varies most come first ("boat" splits the
     images, "picture" does not); without, the more frequent. A word that extends a chosen one
-    ("boats" after "boat") is skipped.
+    ("boats" after "boat") or is a near synonym of it (GloVe cosine of 0.7 or more: "homes"
+    after "houses") is skipped.
     """
     glove = model.text.glove
     order = np.argsort(np.asarray(model.text.idf), kind="stable")
@@ -55,7 +56,10 @@ def example_words(model, n: int = 3, embeddings=None, candidates: int = 200) -> 
         words = [words[i] for i in np.argsort(-spread, kind="stable")]
     chosen = []
     for word in words:
-        if len(chosen) < n and not any(word.startswith(c) or c.startswith(word) for c in chosen):
+        if len(chosen) == n:
+            break
+        if not any(word.startswith(c) or c.startswith(word) or glove.similarity(word, c) >= 0.7
+                   for c in chosen):
             chosen.append(word)
     return chosen
 
@@ -98,6 +102,7 @@ class SearchBox(widgets.VBox):
         self._pending = self._task = None
         self.anchor = None
         self._examples = ", ".join(example_words(db.model, embeddings=db.embeddings))
+        corrector_for(db.model.text)  # built now, not by the first search's worker thread
         self.query = widgets.Text(
             placeholder="a dog catching a frisbee",
             continuous_update=True,
@@ -164,7 +169,8 @@ class SearchBox(widgets.VBox):
             return f"No known words in {html.escape(repr(text))} — try words like {words}", [], []
         shown = found.query.corrected_text(lambda word: f"<b>{html.escape(word)}</b>")
         if anchor is not None:
-            message = f"Images most like #{anchor}" + (f" + {shown}" if shown else "") + ":"
+            steer = f" + {shown}" if shown else " (type to steer them, e.g. “at night”)"
+            message = f"Images most like #{anchor}{steer}"
         else:
             message = f"showing results for: {shown}" if found.corrections else ""
         return message, found.results, self._thumbnails(found.results)
