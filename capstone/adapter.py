@@ -107,7 +107,7 @@ class SearchAdapter:
         self._fallback = mean / (np.linalg.norm(mean) or 1.0)
 
     def search(self, query: str, k: int = 10) -> list[int]:
-        """The ids of the ``min(k, n)`` prepared images that best match ``query``, best first.
+        """The ids of the ``min(k, n)`` prepared images best matching ``query`` (typos fixed).
 
         ``k`` is an int (or any integer type, such as ``numpy.int64``); below 1 gives ``[]``.
         """
@@ -119,9 +119,9 @@ class SearchAdapter:
             raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})") from None
         if k < 1:
             return []
-        vector = self.model.embed_text([str(query)])[0]
-        if not vector.any():
-            vector = self._fallback
-        image_ids, _scores = self.database.query_vector(vector, k)
-        image_ids = [int(image_id) for image_id in image_ids]
+        try:  # typos corrected silently; a query is capped at capstone.query.MAX_QUERY_CHARS
+            found = self.database.search(str(query)[:1000], k).results
+            image_ids = [result["image_id"] for result in found]
+        except ValueError:  # no known word, even corrected: the most typical images
+            image_ids = [int(i) for i in self.database.query_vector(self._fallback, k)[0]]
         return image_ids + self._unranked[: k - len(image_ids)].tolist()

@@ -22,10 +22,14 @@ from .errors import CapstoneError, DataError
 from .evaluate import compare, evaluate, format_table
 from .glove import load_glove_file, unzip_glove
 from .model import check_model_path, load_model
+from .query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
 from .sample import read_marker, write_sample
 from .train import NEGATIVES, PRESETS, train
 
 GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt.w2v"}
+MAX_QUERIES_BYTES = 16 * 2**20  # a queries file is typed text: more is the wrong file
+QUERY_SYNTAX = ("typos are corrected; -word leaves a word out; 2:word (or word:2) weighs it "
+                "twice; --image ID adds an image")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,18 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also the untrained model and chance, side by side")
     command.set_defaults(func=evaluate_command)
 
-    command = commands.add_parser("search", parents=[common],
-                                  help="find the images that match a text query")
+    dedup = argparse.ArgumentParser(add_help=False)
+    dedup.add_argument("--dedup", action="store_true",
+                       help="diverse results: leave out near-duplicates of better ones")
+    dedup.add_argument("--dedup-cosine", type=float, default=DEDUP_THRESHOLD, metavar="COSINE",
+                       help=f"what --dedup calls near: a cosine of at least COSINE (default "
+                       f"{DEDUP_THRESHOLD})")
+    command = commands.add_parser("search", parents=[common, dedup],
+                                  help="find the images that match a text query",
+                                  epilog=f"Query syntax: {QUERY_SYNTAX}.")
     command.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     command.add_argument("query", nargs="?", help="the text to search for")
     command.add_argument("--queries", metavar="FILE", help="one query per line")
+    command.add_argument("--image", type=int, action="append", metavar="ID",
+                         help="an image id to search like, steered by the text (repeatable)")
     command.set_defaults(func=search_command)
 
-    command = commands.add_parser("similar", parents=[common],
+    command = commands.add_parser("similar", parents=[common, dedup],
                                   help="find the images most like one image")
     command.add_argument("image_id", type=int, metavar="IMAGE_ID")
     command.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     command.add_argument("--space", choices=SPACES, default="semantic")
+    command.add_argument("--text", help='steer by text: "at night" (semantic space only)')
     command.set_defaults(func=similar_command)
 
     command = commands.add_parser("tags", parents=[common], help="words that describe an image")
@@ -227,44 +241,93 @@ def database_for(dataset_name=None, model_path=None) -> ImageDatabase:
 
 
 def print_results(results: list[dict], as_json: bool) -> None:
-    """Search results as one JSON list, or one readable line each."""
+    """Search results as one JSON list, or one readable line each (with the top words)."""
     if as_json:
         print(json_text(results))
         return
     for rank, result in enumerate(results, 1):
         caption = result["captions"][0] if result["captions"] else ""
-        print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}")
+        words = format_why(result.get("why", {}))
+        print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}"
+              + (f"  [{words}]" if words else ""))
+
+
+def print_corrections(corrections: dict, where: str = "") -> None:
+    """One stderr line naming the corrected words, e.g. ``did you mean: baot -> boat``."""
+    if corrections:
+        fixed = ", ".join(f"{typed} -> {used}" for typed, used in corrections.items())
+        print(f"{where}did you mean: {fixed}", file=sys.stderr)
+
+
+def read_queries(path) -> list[str]:
+    """The lines of a queries file, checked to be a bounded UTF-8 text (``DataError`` if not)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_QUERIES_BYTES + 1)  # bounded: /dev/zero never ends
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise DataError(f"cannot read the queries file {path} ({reason}); give a UTF-8 "
+                        "text file with one query per line") from None
+    if len(data) > MAX_QUERIES_BYTES:
+        raise DataError(f"the queries file {path} is over {MAX_QUERIES_BYTES // 2**20} MiB; "
+                        "split it into smaller files of one query per line")
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if len(line) > MAX_QUERY_CHARS:
+            raise DataError(f"{path} line {number} has {len(line):,} characters, over "
+                            f"{MAX_QUERY_CHARS:,}: give one short query per line")
+    return lines
 
 
 def search_command(args) -> int:
-    """``search``: one query, or ``--queries FILE`` with one per line."""
-    if (args.query is None) == (args.queries is None):
+    """``search``: one query, or ``--queries FILE`` with one per line (each answered)."""
+    if (args.query is None) == (args.queries is None) and not (args.image and args.query is None):
         raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
+    options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine}
     if args.queries is None:
-        print_results(database_for(args.dataset, args.model).query(args.query, args.k), args.json)
+        found = database_for(args.dataset, args.model).search(args.query or "", args.k, **options)
+        print_corrections(found.corrections)
+        print_results(found.results, args.json)
         return 0
-    try:
-        lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise DataError(f"cannot read the queries file {args.queries} ({reason}); give a UTF-8 "
-                        "text file with one query per line") from None
+    lines = read_queries(args.queries)
     database = database_for(args.dataset, args.model)
     for line_number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                results = database.query(line, args.k)
-            except ValueError as error:
-                raise ValueError(f"{args.queries} line {line_number}: {error}") from None
-            print(json_text(results))
-            sys.stdout.flush()
+        if not line.strip():
+            continue
+        try:
+            found = database.search(line, args.k, **options)
+        except ValueError as error:  # this line has no known word: say so, answer the others
+            if args.json:
+                print(json_text({"query": line, "line": line_number, "error": str(error)}))
+            else:
+                print(f"{args.queries} line {line_number}: error: {error}")
+            continue
+        print_corrections(found.corrections, f"{args.queries} line {line_number}: ")
+        if args.json:
+            print(json_text(found.results))
+        else:
+            print(f"{args.queries} line {line_number}: {line}")
+            print_results(found.results, False)
+        sys.stdout.flush()
     return 0
 
 
 def similar_command(args) -> int:
-    """``similar``: the images most like one image."""
+    """``similar``: the images most like one image (``--text``: steered by text)."""
     database = database_for(args.dataset, args.model)
-    print_results(database.similar(args.image_id, args.k, args.space), args.json)
+    if args.text is None and not args.dedup:
+        results = database.similar(args.image_id, args.k, args.space)
+        for result in results:  # the one share of a cosine to one image is all of it
+            result["why"] = {f"#{args.image_id}": result["score"]}
+    elif args.space != "semantic":
+        raise ValueError("--text and --dedup search the semantic space; drop --space features")
+    else:
+        found = database.search(args.text or "", args.k, image=args.image_id,
+                                dedup=args.dedup and args.dedup_cosine)
+        print_corrections(found.corrections)
+        results = found.results
+    print_results(results, args.json)
     return 0
 
 

@@ -1,9 +1,8 @@
 """The image database: every image embedded once, text queries answered by exact cosine top-k.
 
-Rows of :attr:`ImageDatabase.embeddings` are unit vectors, so a query's cosine scores are one
-matrix-vector product; the top ``k`` are found without sorting the whole database (see
-:func:`top_k`). A database is saved to ``.npz`` with the checksum of the model that embedded it,
-so a database built by another model is detected and rebuilt, never silently used.
+Unit rows make a query's cosine scores one matrix-vector product; :func:`top_k` finds the best
+without sorting them all. Queries are parsed, corrected and explained in :mod:`capstone.query`.
+A saved database records its model's checksum: one built by another model is rebuilt, not used.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import numpy as np
 
 from .errors import DataError
 from .paths import default_database_path
+from .query import search as search_query
 from .store import read_npz, write_npz
 from .text import STOP_WORDS, unit_rows
 
@@ -159,19 +159,19 @@ class ImageDatabase:
 
     # -- searching -----------------------------------------------------------------------------
     def query_vector(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """``(image_ids, scores)`` of the ``min(k, n)`` images nearest a unit ``vector``, best first.
-
-        Unit rows make the cosine a dot product, so all scores are one matrix-vector product.
-        """
+        """``(image_ids, scores)`` of the ``min(k, n)`` images nearest ``vector``, best first."""
         k = _check_count(k)
         scores = self.embeddings @ unit_rows(vector)  # a NaN or zero vector: all scores 0
         best = top_k(scores, k)
         return self.image_ids[best], scores[best]
 
-    def query(self, text: str, k: int = 10) -> list[dict]:
-        """The ``k`` images that best match ``text``, best first (``ValueError``: no known word)."""
-        image_ids, scores = self.query_vector(self.model.embed_query(text), k)
-        return [self.result(image_id, score) for image_id, score in zip(image_ids, scores)]
+    def query(self, text: str, k: int = 10, **options) -> list[dict]:
+        """The ``k`` best matches of ``text``, each with ``why``: :meth:`search`'s ``results``."""
+        return self.search(text, k, **options).results
+
+    def search(self, text: str = "", k: int = 10, **options):
+        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see capstone.query."""
+        return search_query(self, text, k, **options)
 
     def similar(
         self, image_id: int, k: int = 10, space: str = "semantic", include_self: bool = True

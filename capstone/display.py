@@ -23,6 +23,7 @@ from PIL import Image
 
 from .data import load_dataset
 from .paths import atomic_write, cache_dir
+from .query import format_why
 
 UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
 #: The largest image file read or downloaded (COCO's are about 160 kB): a larger one is not shown.
@@ -121,7 +122,7 @@ def _download(url: str, host: str, timeout: float) -> bytes | None:
 
 
 def _tiles(images, dataset, scores):
-    """``(image_id, url, captions, score)`` per image id or search-result dict."""
+    """``(image_id, url, captions, score, why)`` per image id or search-result dict."""
     images = list(images)
     if scores is None:
         scores = [image.get("score") if isinstance(image, dict) else None for image in images]
@@ -130,33 +131,38 @@ def _tiles(images, dataset, scores):
     tiles = []
     for image, score in zip(images, scores):
         if isinstance(image, dict):
-            tiles.append((int(image["image_id"]), image.get("url"), image.get("captions"), score))
+            tiles.append((int(image["image_id"]), image.get("url"), image.get("captions"), score,
+                          image.get("why")))
             continue
         if dataset is None:
             dataset = load_dataset()
         image_id = int(image)
-        tiles.append(
-            (image_id, dataset.urls.get(image_id), dataset.image_captions.get(image_id), score)
-        )
+        captions = dataset.image_captions.get(image_id)
+        tiles.append((image_id, dataset.urls.get(image_id), captions, score, None))
     return tiles
 
 
-def tile_title(image_id: int, caption: str | None, score: float | None, width: int = 28) -> str:
-    """A tile's title: score and id on the first line, then the caption wrapped to ``width``."""
+def tile_title(image_id: int, caption: str | None, score: float | None, width: int = 28,
+               why: dict | None = None) -> str:
+    """A tile's title: score and id, the words that matched most (a search result's ``why``),
+    then the caption wrapped to ``width``."""
     head = f"#{image_id}" if score is None else f"{score:.3f}  #{image_id}"
-    return head + ("\n" + textwrap.fill(caption, width) if caption else "")
+    words = format_why(why or {}, 2)
+    return head + (f"\n{words}" if words else "") + ("\n" + textwrap.fill(caption, width)
+                                                      if caption else "")
 
 
 def show_images(
     images, captions: bool = True, scores=None, dataset=None, ncols: int | None = None, fig=None
 ):
-    """Draw images in a grid, each titled with its score, id and first caption.
+    """Draw images in a grid, each titled with its score, id, top words and first caption.
 
     Parameters
     ----------
     images : sequence of int or of dict
         Image ids, or search results (dicts with ``image_id``, ``url``, ``captions`` and
-        ``score``, as :meth:`capstone.database.ImageDatabase.query` returns).
+        ``score``, and ``why``: its top two words are shown, as
+        :meth:`capstone.database.ImageDatabase.query` returns).
     captions : bool
         Show each image's first caption.
     scores : sequence of float, optional
@@ -180,13 +186,14 @@ def show_images(
     ncols = max(1, min(ncols or 5, len(tiles) or 1))
     nrows = max(1, math.ceil(len(tiles) / ncols))
     if fig is None:
-        fig = plt.figure(figsize=(2.8 * ncols, 3.3 * nrows))
+        fig = plt.figure(figsize=(2.8 * ncols, 3.6 * nrows))
     fig.clear()
-    for index, (image_id, url, image_captions, score) in enumerate(tiles):
+    for index, (image_id, url, image_captions, score, why) in enumerate(tiles):
         ax = fig.add_subplot(nrows, ncols, index + 1)
         first = image_captions[0] if image_captions else ""
         missing = f"image {image_id}\nnot available\n\n" + textwrap.fill(first, 24)
-        draw_tile(ax, url, tile_title(image_id, first if captions else None, score), missing)
+        title = tile_title(image_id, first if captions else None, score, why=why)
+        draw_tile(ax, url, title, missing)
     fig.tight_layout()
     return fig
 

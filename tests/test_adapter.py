@@ -117,3 +117,10 @@ def test_the_course_glove_file_is_used_when_it_fits(tmp_path, model_path, monkey
     small_file = write_word2vec(tmp_path / "glove.3d.txt", words, np.ones((len(words), 3)))
     adapter = create_search_adapter({"glove_path": small_file})  # another dimension: not used
     assert len(adapter.model.text.glove) == len(glove)
+
+
+@pytest.mark.parametrize("typed, meant", [("a rde baot", "a red boat"), ("grren trwe", "green tree"),
+                                          ("x" * 5000, "")])
+def test_search_corrects_typos_silently(adapter, typed, meant, capsys):
+    assert adapter.search(typed, 6) == adapter.search(meant, 6)
+    assert capsys.readouterr() == ("", "")

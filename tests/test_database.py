@@ -109,7 +109,8 @@ def test_results_are_cosines_best_first_with_url_and_captions(db, dataset):
     assert scores == sorted(scores, reverse=True)
     assert all(-1.0 - 1e-6 <= score <= 1.0 + 1e-6 for score in scores)
     for result in results:
-        assert set(result) == {"image_id", "score", "url", "captions"}
+        assert set(result) == {"image_id", "score", "url", "captions", "why"}
+        assert sum(result["why"].values()) == pytest.approx(result["score"], abs=1e-5)
         assert type(result["image_id"]) is int and type(result["score"]) is float
         assert result["url"] == dataset.urls[result["image_id"]]
         assert result["captions"] == dataset.image_captions[result["image_id"]]
@@ -190,3 +191,22 @@ def trained_sample(n_images=200):
         dataset = read_dataset(folder, "coco")
         train(dataset, out=model_path, plot=False, progress=False)
     return folder, model_path
+
+
+def full_sample_model_path():
+    """A model trained with the defaults on the whole default sample (2,970 images).
+
+    Kept in the test cache, so only the first run trains (about 10-30 s).
+    """
+    from capstone.data import load_dataset
+    from capstone.model import SearchModel
+    from capstone.paths import cache_dir
+    from capstone.sample import SAMPLE_VERSION
+    from capstone.train import train
+
+    model_path = cache_dir() / "search-tests" / f"full-sample-v{SAMPLE_VERSION}-model.npz"
+    try:
+        SearchModel.load(model_path)
+    except ValueError:  # missing or unreadable: train it
+        train(load_dataset("sample"), out=model_path, plot=False, progress=False)
+    return model_path

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from capstone import display
-from capstone.display import draw_tile, image_cache_path, load_image, show_images, show_results
+from capstone.display import (draw_tile, image_cache_path, load_image, show_images,
+                              show_results, tile_title)
 
 UNREACHABLE = "http://127.0.0.1:9/COCO_train2014_000000000009.jpg"
 
@@ -124,3 +125,12 @@ def test_a_grayscale_tile_is_drawn_gray_and_a_missing_one_says_so(tmp_path):
     assert not missing_ax.images and [t.get_text() for t in missing_ax.texts] == ["gone"]
     assert (image_ax.get_title(), missing_ax.get_title()) == ("a gray one", "lost")
     plt.close("all")
+
+
+def test_a_result_tile_shows_the_words_that_matched_most():
+    result = {"image_id": 7, "score": 0.5, "url": None, "captions": ["a red boat"],
+              "why": {"a": 0.01, "red": 0.09, "boat": 0.4}}
+    fig = show_results([result])
+    title = fig.axes[0].get_title()
+    assert title.splitlines()[:3] == ["0.500  #7", "boat 0.40 · red 0.09", "a red boat"]
+    assert tile_title(7, None, 0.5) == "0.500  #7"  # ids and scores alone: no words

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from test_database import trained_sample
+from test_database import full_sample_model_path, trained_sample
 
 from capstone.cli import main
 from capstone.data import load_dataset
@@ -47,7 +47,10 @@ def test_search_json_is_the_databases_results(db, capsys):
     # the same results; scores to float32 precision (BLAS may differ in the last bit by alignment)
     assert [{**r, "score": None} for r in results] == [{**r, "score": None} for r in expected]
     assert [r["score"] for r in results] == pytest.approx([r["score"] for r in expected], abs=1e-6)
-    assert [set(result) for result in results] == [{"image_id", "score", "url", "captions"}] * 4
+    assert [set(result) for result in results] == [{"image_id", "score", "url", "captions",
+                                                    "why"}] * 4
+    for result in results:
+        assert sum(result["why"].values()) == pytest.approx(result["score"], abs=1e-5)
     assert all(result["url"].startswith("file://") and result["captions"] for result in results)
 
 
@@ -62,7 +65,7 @@ def test_search_prints_one_line_per_result(db, sample, capsys):
 def test_queries_file_prints_one_json_list_per_query(db, capsys, tmp_path):
     queries = tmp_path / "queries.txt"
     queries.write_text("green tree\n\nblue car\n", encoding="utf-8")
-    status, out, _ = run(capsys, "search", "--queries", str(queries), "--k", "2")
+    status, out, _ = run(capsys, "search", "--json", "--queries", str(queries), "--k", "2")
     assert status == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [[r["image_id"] for r in line] for line in lines] == [
@@ -102,6 +105,10 @@ def test_tags_are_words_with_scores(db, capsys):
         (["tags", "12"], "image_id 12 is not in this database"),
         (["tags", "--n", "0", "12"], "n must be a whole number of at least 1"),
         (["search", "--model", "missing.npz", "boat"], "python -m capstone train"),
+        (["search", "--queries", "/dev/zero"], "/dev/zero is over 16 MiB; split it"),
+        (["search", "boat -boat"], "the words of query 'boat -boat' cancel out"),
+        (["search", "boat " * 300], "too long: keep it under 1,000"),
+        (["similar", "--space", "features", "--text", "night", "12"], "drop --space features"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(env, capsys, argv, message):
@@ -110,11 +117,104 @@ def test_bad_input_is_one_line_and_status_2(env, capsys, argv, message):
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
 
 
-def test_a_bad_line_in_a_queries_file_is_named(env, capsys, tmp_path):
+def test_every_line_of_a_queries_file_is_answered(db, capsys, tmp_path):
     queries = tmp_path / "queries.txt"
-    queries.write_text("boat\nxqzt\n", encoding="utf-8")
-    status, _, err = run(capsys, "search", "--queries", str(queries))
-    assert status == 2 and f"{queries} line 2: no known words" in err
+    queries.write_text("boat\nxqzt\nred baot\n", encoding="utf-8")
+    status, out, err = run(capsys, "search", "--json", "--k", "3", "--queries", str(queries))
+    first, second, third = [json.loads(line) for line in out.splitlines()]
+    assert status == 0
+    assert [r["image_id"] for r in first] == [r["image_id"] for r in db.query("boat", 3)]
+    assert second["query"] == "xqzt" and second["line"] == 2
+    assert second["error"].startswith("no known words in query 'xqzt'")
+    assert [r["image_id"] for r in third] == [r["image_id"] for r in db.query("red boat", 3)]
+    assert f"{queries} line 3: did you mean: baot -> boat" in err.splitlines()
+
+    status, out, _ = run(capsys, "search", "--k", "2", "--queries", str(queries))
+    lines = out.splitlines()
+    assert status == 0 and len(lines) == 1 + 2 + 1 + 1 + 2
+    assert lines[0] == f"{queries} line 1: boat" and lines[3].startswith(f"{queries} line 2: error")
+    assert str(db.query("red boat", 2)[1]["image_id"]) in lines[6]
+
+
+def test_a_queries_file_with_an_overlong_line_is_refused(env, capsys, tmp_path):
+    queries = tmp_path / "queries.txt"
+    queries.write_text("boat\n" + "x" * 1001 + "\n", encoding="utf-8")
+    status, out, err = run(capsys, "search", "--queries", str(queries))
+    assert status == 2 and out == "" and len(err.splitlines()) == 1
+    assert f"{queries} line 2 has 1,001 characters, over 1,000" in err
+
+
+# -- typed queries on the whole sample ----------------------------------------------------------
+@pytest.fixture
+def sample_env(monkeypatch):
+    """The whole default sample and its model (trained with the defaults) as the defaults."""
+    monkeypatch.setenv("CAPSTONE_MODEL", str(full_sample_model_path()))
+    monkeypatch.setenv("CAPSTONE_DATASET", "sample")
+    return load_dataset("sample")
+
+
+def scenes(dataset, results):
+    return [dataset.scenes[result["image_id"]] for result in results]
+
+
+def test_search_minus_a_word(sample_env, capsys):
+    status, out, _ = run(capsys, "search", "--json", "boat -water")
+    results = scenes(sample_env, json.loads(out))
+    assert status == 0 and len(results) == 10
+    assert sum(any(o["kind"] == "boat" for o in s["objects"]) for s in results) >= 8
+    assert sum(s["background"] == "water" for s in results) <= 2
+    assert all("-water" in r["why"] for r in json.loads(out))
+
+
+def test_search_corrects_a_typo_and_says_so(sample_env, capsys):
+    status, out, err = run(capsys, "search", "--json", "a red baot")
+    results = json.loads(out)
+    assert status == 0 and err.splitlines()[0] == "did you mean: baot -> boat"
+    found = scenes(sample_env, results)
+    assert all(any(o["kind"] == "boat" for o in s["objects"]) for s in found)
+    assert sum(any(o["color"] == "red" for o in s["objects"]) for s in found) >= 5
+    assert all(set(r["why"]) == {"a", "red", "boat"} for r in results)
+    status, out, err = run(capsys, "search", "a red boat")
+    assert status == 0 and "did you mean" not in err and "[boat 0." in out.splitlines()[0]
+
+
+def test_search_weighs_a_word(sample_env, capsys):
+    status, out, _ = run(capsys, "search", "--json", "2:red boat")
+    results = json.loads(out)
+    assert status == 0 and len(results) == 10
+    assert all(any(o["color"] == "red" for o in s["objects"]) for s in scenes(sample_env, results))
+    _, plain, _ = run(capsys, "search", "--json", "red boat")
+    share = [np.mean([r["why"]["red"] / r["score"] for r in json.loads(o)]) for o in (out, plain)]
+    assert share[0] > share[1]
+
+
+def test_an_image_and_text_from_either_command(sample_env, capsys):
+    image_id = next(i for i, s in sample_env.scenes.items() if s["background"] == "water")
+    status, by_search, _ = run(capsys, "search", "--json", "--image", str(image_id), "at night")
+    assert status == 0
+    status, by_similar, _ = run(capsys, "similar", "--json", str(image_id), "--text", "at night")
+    assert status == 0 and json.loads(by_similar) == json.loads(by_search)
+    results = json.loads(by_search)
+    assert all(f"#{image_id}" in r["why"] and "night" in r["why"] for r in results)
+    assert sum(s["background"] == "night" for s in scenes(sample_env, results)) >= 5
+    status, out, _ = run(capsys, "similar", "--json", "--k", "3", str(image_id))
+    assert [r["why"] for r in json.loads(out)] == [{f"#{image_id}": r["score"]}
+                                                  for r in json.loads(out)]
+
+
+def test_dedup_leaves_out_near_duplicates(sample_env, capsys):
+    from capstone.query import DEDUP_THRESHOLD
+
+    _, plain, _ = run(capsys, "search", "--json", "red boat")
+    status, out, _ = run(capsys, "search", "--json", "--dedup", "red boat")
+    ids = [r["image_id"] for r in json.loads(out)]
+    assert status == 0 and len(ids) == 10 and ids != [r["image_id"] for r in json.loads(plain)]
+    db = ImageDatabase.load_or_build(load_model(), sample_env)
+    vectors = db.embeddings[[db.row(i) for i in ids]]
+    assert (vectors @ vectors.T)[np.triu_indices(10, 1)].max() < DEDUP_THRESHOLD
+    _, lower, _ = run(capsys, "search", "--json", "--dedup", "--dedup-cosine", "0.8", "red boat")
+    vectors = db.embeddings[[db.row(r["image_id"]) for r in json.loads(lower)]]
+    assert (vectors @ vectors.T)[np.triu_indices(10, 1)].max() < 0.8
 
 
 def precision_at_10(db, query, relevant) -> float:
@@ -128,17 +228,7 @@ def full_sample_db():
     The 200-image sample is too small for every GloVe neighbour to be learned reliably; on the
     full sample the words below reach P@10 >= 0.9 for seeds 0, 1 and 2.
     """
-    from capstone.paths import cache_dir
-    from capstone.sample import SAMPLE_VERSION
-    from capstone.train import train
-
-    dataset = load_dataset("sample")
-    model_path = cache_dir() / "search-tests" / f"full-sample-v{SAMPLE_VERSION}-model.npz"
-    try:
-        model = load_model(model_path)
-    except ValueError:  # missing or unreadable: train it (about 10 s)
-        model, _ = train(dataset, out=model_path, plot=False, progress=False)
-    return ImageDatabase.build(model, dataset)
+    return ImageDatabase.build(load_model(full_sample_model_path()), load_dataset("sample"))
 
 
 def scene_has(concept):

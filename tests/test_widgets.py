@@ -1,6 +1,7 @@
 """The live search box, driven from Python: typing, the slider, "more like this", messages."""
 
 import asyncio
+import html
 import threading
 import time
 
@@ -10,7 +11,8 @@ from PIL import Image
 from test_database import tiny_dataset, tiny_model
 
 from capstone.database import ImageDatabase
-from capstone.widgets import example_words, search_box
+from capstone.query import format_why
+from capstone.widgets import SYNTAX_HINT, example_words, search_box
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def test_no_known_words_shows_a_friendly_message(db):
     assert box.results.children == ()
     assert "No known words in &#x27;xqzt&#x27; — try words like" in box.message.value
     assert box.message.layout.display is None
-    for word in example_words(db.model):
+    for word in example_words(db.model, embeddings=db.embeddings):
         assert word in box.message.value
     assert box.search("blue") and box.message.value == ""
 
@@ -111,8 +113,9 @@ def test_more_like_this_shows_similar_images(db):
 
 def test_typing_fast_runs_one_search_after_a_pause(db, monkeypatch):
     queries = []
-    query = db.query
-    monkeypatch.setattr(db, "query", lambda text, k: queries.append(text) or query(text, k))
+    search, query = db.search, db.query
+    monkeypatch.setattr(db, "search", lambda text, k, **options: queries.append(text)
+                        or search(text, k, **options))
 
     async def type_fast():
         box = search_box(db, k=3, debounce=0.05)
@@ -134,15 +137,15 @@ def test_typing_fast_runs_one_search_after_a_pause(db, monkeypatch):
 
 
 def test_a_slow_stale_search_never_replaces_a_newer_one(db, monkeypatch):
-    query, started = db.query, threading.Event()
+    search, query, started = db.search, db.query, threading.Event()
 
-    def slow_for_boat(text, k):
+    def slow_for_boat(text, k, **options):
         if text == "boat":
             started.set()
             time.sleep(0.3)
-        return query(text, k)
+        return search(text, k, **options)
 
-    monkeypatch.setattr(db, "query", slow_for_boat)
+    monkeypatch.setattr(db, "search", slow_for_boat)
 
     async def scenario():
         box = search_box(db, k=2, debounce=0.01)
@@ -155,3 +158,66 @@ def test_a_slow_stale_search_never_replaces_a_newer_one(db, monkeypatch):
 
     box = asyncio.run(scenario())
     assert [t.image_id for t in box.results.children] == [r["image_id"] for r in query("car", 2)]
+
+
+def test_the_hint_names_the_syntax_and_useful_words(db):
+    box = search_box(db, debounce=0)
+    words = example_words(db.model, embeddings=db.embeddings)
+    assert len(words) == 3 and all(word in box.message.value for word in words)
+    assert "-word" in SYNTAX_HINT and "2:word" in SYNTAX_HINT
+    assert html.escape(SYNTAX_HINT) in box.message.value
+
+
+def test_a_corrected_query_says_what_it_searched_for(db):
+    box = search_box(db, k=4, debounce=0)
+    box.query.value = "a gren baot"
+    assert box.message.value == "showing results for: a <b>green</b> <b>boat</b>"
+    assert box.message.layout.display is None
+    assert [t.image_id for t in box.results.children] == [
+        r["image_id"] for r in db.query("a green boat", 4)]
+    box.query.value = "a green boat"  # nothing corrected: no message
+    assert box.message.value == "" and box.message.layout.display == "none"
+
+
+def test_each_tile_shows_the_words_that_matched_most(db):
+    box = search_box(db, k=5, debounce=0)
+    box.query.value = "red boat -grass"
+    results = db.query("red boat -grass", 5)
+    for tile, result in zip(box.results.children, results, strict=True):
+        label = tile.children[1].value
+        assert tile.why == format_why(result["why"]) != ""
+        assert html.escape(tile.why) in label
+        top = max(result["why"], key=result["why"].get)
+        assert tile.why.startswith(f"{top} {result['why'][top]:.2f}")
+
+
+def test_more_like_this_then_typing_steers_from_the_image(db):
+    box = search_box(db, k=5, debounce=0)
+    box.query.value = "blue dog"
+    image_id = box.results.children[1].image_id
+    box.results.children[1].children[2].click()
+    assert box.anchor == image_id and box.query.value == ""
+    assert box.clear.layout.display is None
+    box.query.value = "grass"
+    expected = db.search("grass", 5, image=image_id).results
+    assert [t.image_id for t in box.results.children] == [r["image_id"] for r in expected]
+    assert f"#{image_id}" in box.message.value and "grass" in box.message.value
+    assert f"#{image_id}" in box.results.children[0].why or "grass" in box.results.children[0].why
+    box.clear.click()
+    assert box.anchor is None and box.clear.layout.display == "none"
+    assert [t.image_id for t in box.results.children] == [
+        r["image_id"] for r in db.query("grass", 5)]
+
+
+def test_the_diverse_checkbox_drops_near_duplicates(db):
+    twins = db.embeddings.copy()
+    twins[1::2] = twins[::2]  # every other image a copy of the one before
+    db = ImageDatabase(db.image_ids, twins, db.model, db.dataset)
+    assert db.query("tree", 6, dedup=True) != db.query("tree", 6)
+    box = search_box(db, k=6, debounce=0)
+    box.query.value = "tree"
+    box.diverse.value = True
+    expected = db.query("tree", 6, dedup=True)
+    assert [t.image_id for t in box.results.children] == [r["image_id"] for r in expected]
+    box.diverse.value = False
+    assert [t.image_id for t in box.results.children] == [r["image_id"] for r in db.query("tree", 6)]

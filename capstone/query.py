@@ -1,0 +1,376 @@
+"""Queries people type: parsing, typo correction, query arithmetic and explained results.
+
+``se_text`` is a weighted sum of word vectors, so a query can say more than a caption and every
+result's score can be split back into words:
+
+- **Typos** are corrected. A word the model cannot embed (not in GloVe, or only in GloVe's long
+  tail of rare strings, most of them misspellings) becomes the nearest known word by edit
+  distance with adjacent transpositions (rapidfuzz's ``OSA``); ties go to a training-caption
+  word, then to a slip to a neighbouring key, then to the more frequent word. A word too far
+  from every known word is left out. Common GloVe words that no caption uses ("ship",
+  "winter") are real words and are kept.
+- **Arithmetic:** ``-word`` subtracts the word, ``2:word`` or ``word:2`` weighs it twice, and
+  images can join the text (``image=`` of :func:`search`): the query is the text, scaled to
+  :data:`TEXT_WEIGHT`, plus each image's unit embedding.
+- **Explanations:** a result's cosine score is ``raw . e / ||raw||`` for the query's raw sum
+  ``raw`` of weighted vectors, so it splits exactly into one share per word (and image):
+  ``why[word] = weight * vector . e / ||raw||`` sums to the score.
+- **Diversity** (``dedup=``): a result within a cosine threshold of a better-ranked result is
+  dropped, as clip-retrieval does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from .text import tokenize
+
+COMMON_WORDS = 50_000  # GloVe lists words by frequency; below this rank they are real words
+MAX_QUERY_CHARS = 1_000  # a longer "query" is a file read by mistake, not something typed
+# Image-to-image cosines run far higher than text-to-image ones, so beside images the text counts
+# this many times one image: on the sample, "night" + an image then finds night scenes with the
+# image's kind of object most often (2 and 3 do a little worse, 1 hardly steers).
+TEXT_WEIGHT = 2.5
+DEDUP_THRESHOLD = 0.94  # clip-retrieval's default for near-duplicate images
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve dozen hundred "
+    "thousand million first second third single pair couple several".split()
+)
+QWERTY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_TERM = re.compile(r"^(?P<sign>[-+]?)(?:(?P<before>\d+(?:\.\d+)?):)?(?P<word>.*?)"
+                   r"(?::(?P<after>-?\d+(?:\.\d+)?))?$")
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def parse(text: str) -> list[tuple[str, float]]:
+    """``(word, multiplier)`` per word of a query: ``-word`` is -1, ``2:word``/``word:2`` is 2.
+
+    Words are tokenised as captions are (:func:`capstone.text.tokenize`), so a plain query
+    gives each of its words multiplier 1.
+
+    >>> parse("a red -water 2:boat sky:0.5")
+    [('a', 1.0), ('red', 1.0), ('water', -1.0), ('boat', 2.0), ('sky', 0.5)]
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a query must be a str, got {type(text).__name__}")
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValueError(f"a query of {len(text):,} characters is too long: keep it under "
+                         f"{MAX_QUERY_CHARS:,} (a few words work best)")
+    terms = []
+    for piece in text.split():
+        match = _TERM.match(piece)
+        multiplier = float(match["before"] or match["after"] or 1.0)
+        if match["sign"] == "-":
+            multiplier = -multiplier
+        terms += [(word, multiplier) for word in tokenize(match["word"])]
+    return terms
+
+
+# -- typo correction -----------------------------------------------------------------------------
+def keyboard_neighbours(letter: str) -> str:
+    """The keys around ``letter`` on a QWERTY keyboard (rows offset by half a key).
+
+    >>> keyboard_neighbours("g")
+    'fhtyvb'
+    """
+    for row, keys in enumerate(QWERTY_ROWS):
+        column = keys.find(letter)
+        if column < 0:
+            continue
+        around = [keys[column - 1] if column else "", keys[column + 1 : column + 2]]
+        if row > 0:  # the row above is shifted half a key left
+            around.append(QWERTY_ROWS[row - 1][column : column + 2])
+        if row < 2:
+            around.append(QWERTY_ROWS[row + 1][max(column - 1, 0) : column + 1])
+        return "".join(around)
+    return ""
+
+
+def is_slip(typed: str, word: str) -> bool:
+    """Whether ``typed`` is ``word`` with one letter replaced by a neighbouring key."""
+    if len(typed) != len(word):
+        return False
+    changed = [(a, b) for a, b in zip(typed, word) if a != b]
+    return len(changed) == 1 and changed[0][0] in keyboard_neighbours(changed[0][1])
+
+
+class Corrector:
+    """Corrects a query's unknown words to the nearest words a text embedder knows.
+
+    Parameters
+    ----------
+    text : capstone.text.TextEmbedder
+        Its GloVe says which words are real; its ``vocab`` and ``idf`` say which the training
+        captions use, and how often.
+    common : int
+        GloVe words ranked below this are real words even if no caption uses them.
+    """
+
+    def __init__(self, text, common: int = COMMON_WORDS):
+        self.glove, self.common = text.glove, common
+        self.idf = dict(zip(map(str, text.vocab), map(float, text.idf)))
+        self.caption_words = list(self.idf)
+        self.rank, self.by_length = {}, {}  # GloVe's common words no caption uses: rank, length
+        for rank, word in enumerate(self.glove.index_to_key[:common]):
+            if word.isalnum() and word not in self.idf:
+                self.rank[word] = rank
+                self.by_length.setdefault(len(word), []).append(word)
+
+    def is_known(self, word: str) -> bool:
+        """A caption word, or a common GloVe word: never corrected."""
+        return word in self.idf or self.glove.key_to_index.get(word, math.inf) < self.common
+
+    @staticmethod
+    def max_distance(word: str) -> int:
+        """Edits allowed: 1 for words of up to 4 letters, 2 for longer ones."""
+        return 1 if len(word) <= 4 else 2
+
+    @staticmethod
+    def _order(typed, word, distance, frequency) -> tuple:
+        return distance, not is_slip(typed, word), frequency
+
+    def correct(self, word: str) -> str | None:
+        """``word`` if known, else the nearest known word, else ``word`` if in GloVe, else None.
+
+        Nearest: the fewest edits (insertion, deletion, substitution, adjacent transposition),
+        then a training-caption word before any other, then a slip of a finger to a
+        neighbouring key (:func:`is_slip`) before other edits, then the most frequent.
+        """
+        if self.is_known(word):
+            return word
+        best, distance = None, self.max_distance(word) + 1
+        hits = process.extract(word, self.caption_words, scorer=OSA.distance, limit=None,
+                               score_cutoff=distance - 1)
+        if hits:
+            best, distance = min(((w, d) for w, d, _ in hits),
+                                 key=lambda hit: self._order(word, *hit, self.idf[hit[0]]))
+        if distance > 1:  # a common word may be nearer: only lengths within the distance can be
+            near = [w for n in range(len(word) - distance + 1, len(word) + distance)
+                    for w in self.by_length.get(n, ())]
+            hits = process.extract(word, near, scorer=OSA.distance, limit=None,
+                                   score_cutoff=distance - 1)
+            if hits:
+                best = min(((w, d) for w, d, _ in hits),
+                           key=lambda hit: self._order(word, *hit, self.rank[hit[0]]))[0]
+        if best is None and word in self.glove.key_to_index:
+            return word  # a rare GloVe word near no known word
+        return best
+
+
+_correctors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def corrector_for(text) -> Corrector:
+    """The :class:`Corrector` of a text embedder (built once per embedder)."""
+    if text not in _correctors:
+        _correctors[text] = Corrector(text)
+    return _correctors[text]
+
+
+# -- the query vector ----------------------------------------------------------------------------
+@dataclass
+class Query:
+    """A parsed query as vectors: ``raw`` is the weighted sum, ``vector`` it at unit length.
+
+    Attributes
+    ----------
+    text : str
+        As typed.
+    words : list of (str, str or None, float)
+        ``(typed, used, multiplier)`` per word; ``used`` is the corrected word, ``None`` when
+        unknown.
+    keys : list of str
+        What each row of ``parts`` is called in ``why``: a word, or ``#image_id``.
+    parts : ndarray, shape (n_parts, D)
+        The terms of ``raw``: ``raw = parts.sum(axis=0)``.
+    image_ids : list of int
+        The images that joined the query.
+    """
+
+    text: str
+    words: list = field(default_factory=list)
+    keys: list = field(default_factory=list)
+    parts: np.ndarray | None = None
+    image_ids: list = field(default_factory=list)
+
+    @property
+    def raw(self) -> np.ndarray:
+        return self.parts.sum(axis=0)
+
+    @property
+    def vector(self) -> np.ndarray:
+        """The unit query vector (float32)."""
+        raw = self.raw
+        return (raw / np.linalg.norm(raw)).astype(np.float32)
+
+    @property
+    def corrections(self) -> dict[str, str]:
+        """``{typed: corrected}`` for each corrected word."""
+        return {typed: used for typed, used, _ in self.words if used and used != typed}
+
+    def corrected_text(self, mark=lambda word: word) -> str:
+        """The words searched for, corrected ones passed through ``mark`` (e.g. to bold them).
+
+        Unknown words are left out; multipliers are shown as typed (``-water``, ``2:red``).
+        """
+        shown = []
+        for typed, used, multiplier in self.words:
+            if used is None:
+                continue
+            word = mark(used) if used != typed else used
+            prefix = "-" if multiplier == -1 else "" if multiplier == 1 else f"{multiplier:g}:"
+            shown.append(prefix + word)
+        return " ".join(shown)
+
+
+def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
+                correct: bool = True) -> Query:
+    """Parse, correct and weigh a query into vectors; ``ValueError`` when nothing is known.
+
+    Parameters
+    ----------
+    model : capstone.model.SearchModel
+    text : str
+        The query (see :func:`parse`); may be empty when images are given.
+    image_vectors : array-like, shape (n, D), optional
+        Unit embeddings of images that join the query, one per ``image_ids`` entry (their
+        ``why`` keys are ``#image_id``).
+    correct : bool
+        Correct typos (:class:`Corrector`); ``False`` leaves unknown words out, as ``se_text``.
+    """
+    corrector = corrector_for(model.text) if correct else None
+    glove = model.text.glove
+    query = Query(text, image_ids=list(image_ids))
+    net: dict[str, float] = {}  # each known word's multipliers, added up (a repeat counts twice)
+    for typed, multiplier in parse(text):
+        if corrector is not None:
+            used = corrector.correct(typed)
+        else:  # as se_text: a word not in GloVe adds nothing
+            used = typed if typed in glove.key_to_index else None
+        query.words.append((typed, used, multiplier))
+        if used is not None:
+            net[used] = net.get(used, 0.0) + multiplier
+    words = list(net)
+    weights = model.text.weights_of(words) if words else np.zeros(0)  # 0: a dropped stop word
+    vectors = np.array([weights[i] * np.asarray(glove[word], np.float64)
+                        for i, word in enumerate(words)]).reshape(len(words), model.text.dim)
+    multipliers = np.array([net[word] for word in words])
+    keep = weights * multipliers != 0
+    keys = [word if net[word] > 0 else f"-{word}" for word in np.array(words)[keep].tolist()]
+    parts = multipliers[keep, None] * vectors[keep]
+    if image_ids:  # beside unit images, the text as typed counts TEXT_WEIGHT (its plain sum's norm)
+        plain = np.linalg.norm(vectors[keep].sum(axis=0))
+        keys, parts = (keys, TEXT_WEIGHT * parts / plain) if plain > 0 else ([], parts[:0])
+        images: dict[str, np.ndarray] = {}  # an image given twice counts twice, as a word
+        for image_id, vector in zip(image_ids, np.asarray(image_vectors, np.float64)):
+            images[f"#{image_id}"] = images.get(f"#{image_id}", 0.0) + vector
+        keys += list(images)
+        parts = np.vstack([parts, *images.values()])
+    query.keys, query.parts = keys, parts
+    if len(parts) and np.linalg.norm(query.raw) > 1e-9:
+        return query
+    if (weights != 0).any():
+        raise ValueError(f"the words of query {text!r} cancel out: add a word, or drop a -word")
+    ignored = " (common words such as 'the' are ignored)" if model.text.stop_words else ""
+    raise ValueError(f"no known words in query {text!r}{ignored}: try ordinary English words "
+                     'such as "dog" or "boat"')
+
+
+# -- searching -----------------------------------------------------------------------------------
+@dataclass
+class Search:
+    """What :meth:`capstone.database.ImageDatabase.search` returns.
+
+    Attributes
+    ----------
+    results : list of dict
+        ``image_id``, ``score``, ``url``, ``captions`` and ``why`` (``{word: share of score}``),
+        best first.
+    query : Query
+        The parsed query; ``query.corrected_text()`` is what was searched for.
+    """
+
+    results: list
+    query: Query
+
+    @property
+    def corrections(self) -> dict[str, str]:
+        """``{typed: corrected}`` for each corrected word (empty when none)."""
+        return self.query.corrections
+
+
+def top_words(why: dict, n: int = 3) -> list[tuple[str, float]]:
+    """The ``n`` largest positive shares of a result's ``why``, largest first."""
+    ranked = sorted(why.items(), key=lambda item: -item[1])
+    return [(key, share) for key, share in ranked[:n] if share > 0]
+
+
+def format_why(why: dict, n: int = 3) -> str:
+    """The words that matched most, e.g. ``"boat 0.34 · red 0.12"`` (empty for none)."""
+    return " · ".join(f"{key} {share:.2f}" for key, share in top_words(why, n))
+
+
+def dedup_rows(embeddings: np.ndarray, order, k: int, threshold: float) -> list:
+    """The first ``k`` rows of ``order`` (best first) not within ``threshold`` of a kept one."""
+    kept = []
+    for row in order:
+        if not kept or (embeddings[kept] @ embeddings[row]).max() < threshold:
+            kept.append(int(row))
+            if len(kept) == k:
+                break
+    return kept
+
+
+def search(db, text: str = "", k: int = 10, *, image=None, dedup=False, correct=True) -> Search:
+    """Search ``db`` for a query that may hold typos, ``-word``, ``2:word`` and images.
+
+    Parameters
+    ----------
+    db : capstone.database.ImageDatabase
+    text : str
+        The query (see :func:`parse`); may be empty when ``image`` is given.
+    k : int
+        Number of results.
+    image : int or sequence of int, optional
+        Image ids of the database to add to the query ("more like this, but at night").
+    dedup : bool or float
+        Drop results within this cosine (``True``: :data:`DEDUP_THRESHOLD`) of a better one.
+    correct : bool
+        Correct typos.
+
+    Returns
+    -------
+    Search
+        ``.results`` (each with ``why``) and ``.corrections``.
+    """
+    image_ids = [] if image is None else [int(i) for i in np.atleast_1d(image)]
+    rows = [db.row(image_id) for image_id in image_ids]
+    query = build_query(db.model, text, db.embeddings[rows], image_ids, correct=correct)
+    ids, scores = db.query_vector(query.vector, k)
+    if dedup and len(ids):
+        threshold = DEDUP_THRESHOLD if dedup is True else float(dedup)
+        if not -1 < threshold <= 1:
+            raise ValueError(f"dedup must be a cosine above -1 and at most 1 (e.g. "
+                             f"{DEDUP_THRESHOLD}), got {dedup!r}")
+        for n in (8 * len(ids), len(db)):  # enough candidates, almost always; else all of them
+            ids, scores = db.query_vector(query.vector, min(n, len(db)))
+            kept = dedup_rows(db.embeddings[[db.row(i) for i in ids]], range(len(ids)), k,
+                              threshold)
+            if len(kept) == k or n >= len(db):
+                break
+        ids, scores = ids[kept], scores[kept]
+    embeddings = db.embeddings[[db.row(image_id) for image_id in ids]].astype(np.float64)
+    shares = embeddings @ query.parts.T / np.linalg.norm(query.raw)
+    results = []
+    for image_id, score, share in zip(ids, scores, shares):
+        result = db.result(image_id, score)
+        result["why"] = {key: float(value) for key, value in zip(query.keys, share)}
+        results.append(result)
+    return Search(results, query)
