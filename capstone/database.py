@@ -84,6 +84,8 @@ class ImageDatabase:
         blank and rules out ``similar(..., space="features")``.
     split : {"all", "validation"}
         Which images of ``dataset`` these are.
+    index : {"exact", "hnsw", "ivfpq"}
+        How queries are answered; see :meth:`use_index`.
 
     Attributes
     ----------
@@ -91,7 +93,7 @@ class ImageDatabase:
     embeddings : numpy.ndarray, float32, shape (n, D), unit rows
     """
 
-    def __init__(self, image_ids, embeddings, model, dataset=None, split="all"):
+    def __init__(self, image_ids, embeddings, model, dataset=None, split="all", index="exact"):
         self.image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
         self.embeddings = np.ascontiguousarray(unit_rows(np.atleast_2d(embeddings)))
         if len(self.image_ids) != len(self.embeddings):
@@ -102,6 +104,9 @@ class ImageDatabase:
         self._row_of = {int(image_id): row for row, image_id in enumerate(self.image_ids)}
         self._unit_features = None  # raw features, normalised on first use
         self._tag_words = self._tag_vectors = None
+        self.index = None  # None: exact matvec + top_k below
+        if index != "exact":
+            self.use_index(index)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -232,6 +237,17 @@ class ImageDatabase:
         }
 
     # -- searching -----------------------------------------------------------------------------
+    def use_index(self, kind: str = "exact", **params) -> ImageDatabase:
+        """Answer :meth:`query` and :meth:`query_vector` through a :mod:`capstone.ann` index.
+
+        ``"exact"`` (the default) is exact; ``"hnsw"`` and ``"ivfpq"`` are approximate FAISS
+        indexes, much faster on large databases; ``params`` are their settings.
+        """
+        from .ann import build_index
+
+        self.index = build_index(self.embeddings, kind, **params)
+        return self
+
     def query_vector(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` images whose embeddings have the largest cosine with ``vector``.
 
@@ -247,6 +263,9 @@ class ImageDatabase:
         (image_ids, scores) : int64 and float32 arrays, best first
         """
         k = _check_count(k)
+        if self.index is not None:
+            rows, scores = self.index.search(vector, k)
+            return self.image_ids[rows], scores
         scores = self.embeddings @ np.asarray(vector, dtype=np.float32)
         best = top_k(scores, k)
         return self.image_ids[best], scores[best]
