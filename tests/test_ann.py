@@ -158,3 +158,12 @@ def test_importing_the_indexes_does_not_import_faiss():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_search_leaves_faiss_thread_setting_as_it_was(indexes, data):
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    for kind in ("hnsw", "ivfpq"):
+        indexes[kind].search(data[1][0], K)
+        assert faiss.omp_get_max_threads() == before
