@@ -9,11 +9,14 @@ Every ``benchmarks/bench_<name>.py`` defines ``rows() -> list[dict]``; each row 
 ``unit``      e.g. ``"captions/s"``
 ``note``      (optional) sizes, subsets, agreement checks
 ``target``    (optional) the least acceptable ``ratio``
+``recall``    (optional) an approximate search's recall against exact search, 0 to 1
+``recall_target``  (optional) the least acceptable ``recall``
 
 Targets are ratios against a baseline measured in the same run, on the same machine, never
 absolute times, so they hold on any machine. A module that raises is reported as a failed row
-and the others still run. The exit status is 1 when a module failed or a ratio missed its
-target, else 0; 2 for an unknown ``--only`` name.
+and the others still run. The exit status is 1 when a module failed or a ratio or recall missed
+its target, else 0; 2 for an unknown ``--only`` name. The table has a recall column only when
+some row has a recall; the JSON keeps every field of every row.
 """
 
 from __future__ import annotations
@@ -56,8 +59,13 @@ def run_module(name: str, folder=BENCH_DIR) -> list[dict]:
 
 
 def missed_target(row: dict) -> bool:
-    """Whether a row failed, or its ratio is below its target."""
-    return "error" in row or ("target" in row and row["ratio"] < row["target"])
+    """Whether a row failed, or its ratio or recall is below its target."""
+    return (
+        "error" in row
+        or ("target" in row and row["ratio"] < row["target"])
+        or ("recall_target" in row
+            and (row.get("recall") is None or row["recall"] < row["recall_target"]))
+    )
 
 
 def format_number(value) -> str:
@@ -69,7 +77,9 @@ def format_number(value) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """The rows as an aligned text table; a failed row shows its error as the note."""
-    lines = [COLUMNS]
+    with_recall = any("recall" in row for row in rows)
+    columns = COLUMNS[:6] + ("recall",) + COLUMNS[6:] if with_recall else COLUMNS
+    lines = [columns]
     for row in rows:
         if "error" in row:
             note = f"FAILED: {row['error']}"
@@ -77,7 +87,7 @@ def format_table(rows: list[dict]) -> str:
             flag = "MISSED TARGET" if missed_target(row) else ""
             note = "; ".join(part for part in (flag, row.get("note", "")) if part)
         ratio = row.get("ratio")
-        lines.append((
+        cells = [
             row["stage"],
             format_number(row.get("baseline")),
             format_number(row.get("ours")),
@@ -85,8 +95,15 @@ def format_table(rows: list[dict]) -> str:
             "" if ratio is None else f"{format_number(ratio)}x",
             format_number(row.get("target")),
             note,
-        ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+        ]
+        if with_recall:
+            recall, target = row.get("recall"), row.get("recall_target")
+            cells.insert(6, "".join((
+                "" if recall is None else f"{recall:.3f}",
+                "" if target is None else f" (>= {target:g})",
+            )))
+        lines.append(tuple(cells))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines
     )

@@ -67,9 +67,12 @@ class ImageDatabase:
         Embeds queries; its ``checksum`` is saved with the database.
     dataset : Dataset or None
         Source of urls, captions and raw features (``None``: none of them).
+    index : object, optional
+        Answers queries instead of the exact product (``index.search(vector, k) -> (rows,
+        scores)``): an approximate index of :mod:`capstone.ann` (see ``ann.use_index``).
     """
 
-    def __init__(self, image_ids, embeddings, model, dataset=None):
+    def __init__(self, image_ids, embeddings, model, dataset=None, index=None):
         self.image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
         self.embeddings = np.ascontiguousarray(unit_rows(np.atleast_2d(embeddings)))
         if len(self.image_ids) != len(self.embeddings):
@@ -80,6 +83,7 @@ class ImageDatabase:
         self._row_of = {int(image_id): row for row, image_id in enumerate(self.image_ids)}
         self._unit_features = None  # raw features, normalised on first use
         self._tag_words = self._tag_vectors = None
+        self.index = index
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -161,6 +165,9 @@ class ImageDatabase:
     def query_vector(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(image_ids, scores)`` of the ``min(k, n)`` images nearest ``vector``, best first."""
         k = _check_count(k)
+        if self.index is not None:  # approximate: faster, may miss a few of the exact top k
+            rows, scores = self.index.search(unit_rows(vector), k)
+            return self.image_ids[rows], scores
         scores = self.embeddings @ unit_rows(vector)  # a NaN or zero vector: all scores 0
         best = top_k(scores, k)
         return self.image_ids[best], scores[best]

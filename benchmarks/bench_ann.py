@@ -1,0 +1,152 @@
+"""Approximate search (:mod:`capstone.ann`) against exact search on a million clustered vectors.
+
+The database holds 1,000,000 unit float32 vectors of dimension 200 with clustered structure:
+3,000 random unit cluster centres, each vector a centre plus isotropic Gaussian noise of the same
+total length, normalised (cosine to its centre about 0.7, to another member about 0.5). The 200
+queries are drawn the same way but are not in the database. The noise is full-dimensional, which
+is the hard case for graph and quantisation methods: within a cluster, nearest neighbours are
+only slightly nearer than the rest of the cluster.
+
+baseline  the exact index: the project's query path (``embeddings @ q`` and ``top_k``)
+ours      each approximate index's ``search(q, k=10)``
+
+One query at a time, timed alternately with the exact search, so that machine load affects both
+alike. ``ratio`` is exact p50 latency / index p50 latency; ``recall`` is the mean recall@10
+against the exact answers. At the full size with the default settings, each row has a
+``target`` (ratio) and a ``recall_target``, and passes only when it meets both. Each row's note
+gives the build time and the index's memory (its own bytes, and the process's RSS growth while
+building it).
+
+For a quick check at another size: ``CAPSTONE_BENCH_ANN_N=100000 python benchmarks/run.py --only
+ann`` (the number of clusters scales with it), or call ``rows(n=..., dim=..., queries=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+N, DIM, ROWS_PER_CLUSTER, QUERIES, K = 1_000_000, 200, 333, 200, 10
+# Tuned on this data at full size on 2 cores (see the README's Benchmarks section).
+SETTINGS = {
+    "hnsw": {"M": 16, "ef_construction": 80, "ef_search": 128},
+    "ivfpq": {"nprobe": 32, "rerank": 10},
+}
+TARGETS = {"hnsw": (10, 0.95), "ivfpq": (10, 0.95)}  # (ratio, recall), at the full size only
+LABELS = {
+    "hnsw": "HNSW (faiss IndexHNSWFlat, inner product)",
+    "ivfpq": "IVF-PQ (faiss IndexIVFPQ) + exact re-rank",
+}
+
+
+def clustered_unit_vectors(n, dim, centres, rng, chunk=100_000) -> np.ndarray:
+    """``n`` unit rows, each a random one of ``centres`` plus Gaussian noise of length ~1."""
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        rows = centres[rng.integers(0, len(centres), stop - start)]
+        noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
+        rows += noise / np.float32(np.sqrt(dim))
+        out[start:stop] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return out
+
+
+def make_data(n=N, dim=DIM, queries=QUERIES, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """The database's embeddings and the queries (same clusters, not in the database)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, round(n / ROWS_PER_CLUSTER)), dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return clustered_unit_vectors(n, dim, centres, rng), clustered_unit_vectors(
+        queries, dim, centres, rng
+    )
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory, when psutil is installed."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.Process().memory_info().rss
+
+
+def megabytes(n_bytes) -> str:
+    return "?" if n_bytes is None else f"{n_bytes / 2**20:,.0f} MB"
+
+
+def rows(n=None, dim=DIM, queries=QUERIES, settings=None) -> list[dict]:
+    """One row per approximate index: p50 latency against exact, recall@10, build and memory.
+
+    Parameters
+    ----------
+    n : int, optional
+        Database size; default ``$CAPSTONE_BENCH_ANN_N`` or 1,000,000.
+    dim, queries : int
+        Embedding dimension and number of timed queries.
+    settings : dict, optional
+        Index kind -> parameters; default :data:`SETTINGS`.
+    """
+    from capstone.ann import build_index
+
+    n = int(n or os.environ.get("CAPSTONE_BENCH_ANN_N") or N)
+    settings = SETTINGS if settings is None else settings
+    embeddings, query_vectors = make_data(n, dim, queries)
+    exact = build_index(embeddings, "exact")
+
+    indexes, builds = {}, {}
+    for kind, params in settings.items():
+        before, start = resident_bytes(), time.perf_counter()
+        indexes[kind] = build_index(embeddings, kind, **params)
+        seconds, after = time.perf_counter() - start, resident_bytes()
+        builds[kind] = (seconds, None if before is None else after - before)
+
+    for query in query_vectors[:5]:  # warm up caches and faiss's thread pool
+        exact.search(query, K)
+        for index in indexes.values():
+            index.search(query, K)
+    exact_seconds, seconds = [], {kind: [] for kind in indexes}
+    hits = {kind: [] for kind in indexes}
+    for query in query_vectors:
+        start = time.perf_counter()
+        truth, _ = exact.search(query, K)
+        exact_seconds.append(time.perf_counter() - start)
+        for kind, index in indexes.items():
+            start = time.perf_counter()
+            found, _ = index.search(query, K)
+            seconds[kind].append(time.perf_counter() - start)
+            hits[kind].append(len(np.intersect1d(found, truth)) / K)
+
+    exact_ms = 1e3 * float(np.median(exact_seconds))
+    result = []
+    for kind, index in indexes.items():
+        ours_ms = 1e3 * float(np.median(seconds[kind]))
+        build_s, rss_delta = builds[kind]
+        params = ", ".join(f"{key}={value}" for key, value in index.params.items())
+        full_size = settings is SETTINGS and (n, dim) == (N, DIM)
+        target = TARGETS.get(kind) if full_size else None
+        result.append({
+            "stage": f"ANN top-{K} query, p50: {LABELS.get(kind, kind)}",
+            "baseline": round(exact_ms, 3),
+            "ours": round(ours_ms, 4),
+            "ratio": round(exact_ms / ours_ms, 2),
+            "unit": "ms",
+            "recall": round(float(np.mean(hits[kind])), 4),
+            **({"target": target[0], "recall_target": target[1]} if target else {}),
+            "build_s": round(build_s, 1),
+            "index_bytes": int(index.nbytes),
+            "note": (
+                f"{n:,} x {dim} clustered, {len(query_vectors)} queries one at a time; "
+                f"p99 {1e3 * np.percentile(seconds[kind], 99):.3g} ms vs exact "
+                f"{1e3 * np.percentile(exact_seconds, 99):.3g} ms; build {build_s:.1f} s; "
+                f"index {megabytes(index.nbytes)} (RSS +{megabytes(rss_delta)}); {params}"
+            ),
+        })
+    return result
+
+
+if __name__ == "__main__":
+    for row in rows():
+        print(f"{row['stage']}: {row['baseline']} -> {row['ours']} ms, ratio {row['ratio']}, "
+              f"recall {row['recall']} ({row['note']})")

@@ -1,0 +1,363 @@
+"""Search indexes behind :meth:`ImageDatabase.query`: exact top-k, FAISS HNSW and FAISS IVF-PQ.
+
+Every index answers ``search(vector, k) -> (rows, scores)``: ``min(k, n)`` row numbers of the
+embedding matrix, best first, with their cosines (finite float32). Rows are expected to be unit
+vectors, as :class:`~capstone.database.ImageDatabase` stores them, so cosine is inner product.
+
+``"exact"``  the project's own matrix-vector product and :func:`~capstone.database.top_k`.
+``"hnsw"``   ``faiss.IndexHNSWFlat`` over inner product: a navigable graph over a copy of the rows.
+``"ivfpq"``  ``faiss.IndexIVFPQ``: rows bucketed by k-means, stored as product-quantised codes;
+             the ``rerank * k`` best candidates are rescored exactly against the original rows.
+
+faiss is imported only when an approximate index is built, so ``import capstone`` stays quick.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from contextlib import contextmanager
+
+import numpy as np
+
+from .database import _check_count, top_k
+
+KINDS = ("exact", "hnsw", "ivfpq")
+
+
+def build_index(embeddings, kind: str = "exact", **params):
+    """An index over ``embeddings`` of the given kind.
+
+    Parameters
+    ----------
+    embeddings : array-like, shape (n, D)
+        Unit rows (float32). The exact and IVF-PQ indexes keep a reference to them, so they
+        must not change afterwards; HNSW keeps its own copy.
+    kind : {"exact", "hnsw", "ivfpq"}
+    **params
+        The chosen kind's settings; see :class:`ExactIndex`, :class:`HNSWIndex`,
+        :class:`IVFPQIndex`.
+
+    Returns
+    -------
+    ExactIndex, HNSWIndex or IVFPQIndex
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind or parameter, or embeddings that are not a non-empty 2-D array.
+    ImportError
+        For ``"hnsw"`` or ``"ivfpq"`` when faiss is not installed.
+    """
+    if kind not in _CLASSES:
+        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
+    cls = _CLASSES[kind]
+    allowed = list(inspect.signature(cls.__init__).parameters)[2:]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"the {kind} index has no parameter {unknown[0]!r}; "
+            f"its parameters are {', '.join(allowed) or 'none'}"
+        )
+    return cls(embeddings, **params)
+
+
+def _faiss(kind: str):
+    """The faiss module, or an ``ImportError`` that says how to install it."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(
+            f"the {kind} index needs faiss: pip install faiss-cpu (or pip install -e '.[ann]')"
+        ) from None
+    return faiss
+
+
+@contextmanager
+def _one_thread(faiss):
+    """Run faiss on the calling thread only (OpenMP's setting is per calling thread).
+
+    One query is too small to split: on 2 busy cores, IVF-PQ with ``nprobe=32`` took 6 ms a
+    query with 2 OpenMP threads and 2 ms with 1.
+    """
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _as_matrix(embeddings, kind: str) -> np.ndarray:
+    matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if matrix.ndim != 2 or (kind != "exact" and len(matrix) == 0):
+        raise ValueError(
+            f"the {kind} index needs a non-empty (n, D) matrix of embeddings, got shape "
+            f"{matrix.shape}; use kind='exact' for an empty database"
+        )
+    return matrix
+
+
+class _Index:
+    """What every index shares: the row count, dimension, and checking a query vector."""
+
+    kind = ""
+
+    def __init__(self, embeddings):
+        self.embeddings = _as_matrix(embeddings, self.kind)
+        self.n, self.dim = self.embeddings.shape
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        settings = "".join(f", {key}={value!r}" for key, value in self.params.items())
+        return f"{type(self).__name__}(n={self.n}, dim={self.dim}{settings})"
+
+    @property
+    def params(self) -> dict:
+        """The settings the index was built and searches with."""
+        return {}
+
+    def _query(self, vector) -> np.ndarray:
+        """``vector`` as float32 of shape (D,), or a one-line ``ValueError``."""
+        vector = np.asarray(vector, dtype=np.float32)
+        if vector.shape != (self.dim,):
+            raise ValueError(
+                f"the query vector has shape {vector.shape}, but this index holds "
+                f"{self.dim}-d embeddings; give one vector of shape ({self.dim},)"
+            )
+        if not np.all(np.isfinite(vector)):
+            raise ValueError("the query vector has NaN or infinite entries; give finite numbers")
+        return vector
+
+    def _exact(self, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.embeddings @ vector
+        rows = top_k(scores, k)
+        return rows, scores[rows]
+
+    def _complete(self, rows, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of candidate ``rows`` (faiss pads with -1), the best ``k`` first.
+
+        When the approximate search found fewer than ``min(k, n)`` candidates (a tiny database,
+        or a query far from every bucket probed), the query is answered exactly instead, so
+        every index returns as many results as the exact one.
+        """
+        rows = rows[rows >= 0]
+        if len(rows) < min(k, self.n):
+            return self._exact(vector, k)
+        scores = self.embeddings[rows] @ vector
+        best = top_k(scores, k)
+        return rows[best].astype(np.int64), scores[best]
+
+
+class ExactIndex(_Index):
+    """Exact cosine top-k: one matrix-vector product and :func:`~capstone.database.top_k`.
+
+    This is what :meth:`ImageDatabase.query_vector` does without an index; it has no settings.
+    """
+
+    kind = "exact"
+
+    def __init__(self, embeddings):
+        super().__init__(embeddings)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the matrix it scans (the database's own embeddings, not a copy)."""
+        return self.embeddings.nbytes
+
+    def search(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``min(k, n)`` rows with the largest cosine with ``vector``, best first.
+
+        Returns
+        -------
+        (rows, scores) : int64 and float32 arrays
+        """
+        return self._exact(self._query(vector), _check_count(k))
+
+
+class HNSWIndex(_Index):
+    """FAISS ``IndexHNSWFlat`` with inner product: a layered proximity graph over the rows.
+
+    Parameters
+    ----------
+    embeddings : array-like, shape (n, D)
+        Unit rows; the index stores its own float32 copy, so its scores are exact cosines.
+    M : int
+        Graph links per row (twice that on the bottom layer): more is better recall, more memory.
+    ef_construction : int
+        Candidate list while building. On clustered data a small value leaves the graph poorly
+        connected between clusters, which no ``ef_search`` can make up for.
+    ef_search : int
+        Candidate list while searching (at least ``k`` is used): the recall/latency knob.
+    """
+
+    kind = "hnsw"
+
+    def __init__(self, embeddings, M: int = 16, ef_construction: int = 80, ef_search: int = 128):
+        super().__init__(embeddings)
+        faiss = _faiss(self.kind)
+        self.M = _check_count(M, "M")
+        self.ef_construction = _check_count(ef_construction, "ef_construction")
+        self.ef_search = _check_count(ef_search, "ef_search")
+        self.index = faiss.IndexHNSWFlat(self.dim, self.M, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = self.ef_construction
+        self.index.add(self.embeddings)
+        self.embeddings = None  # the index holds the rows; no need to pin the caller's matrix
+        self._faiss = faiss
+
+    @property
+    def params(self) -> dict:
+        return {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored rows and the graph's links, levels and offsets."""
+        hnsw = self.index.hnsw
+        return (
+            self.n * self.dim * 4
+            + 4 * (hnsw.neighbors.size() + hnsw.levels.size())
+            + 8 * hnsw.offsets.size()
+        )
+
+    def search(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Approximately the ``min(k, n)`` rows with the largest cosine, best first.
+
+        Returns
+        -------
+        (rows, scores) : int64 and float32 arrays; scores are exact cosines
+        """
+        vector, k = self._query(vector), _check_count(k)
+        want = min(k, self.n)
+        settings = self._faiss.SearchParametersHNSW(efSearch=max(self.ef_search, want))
+        with _one_thread(self._faiss):
+            scores, rows = self.index.search(vector[None], want, params=settings)
+        scores, rows = scores[0], rows[0]
+        found = rows >= 0
+        if found.sum() < want:  # the graph search ran dry: answer exactly from the stored rows
+            stored = self.index.storage.reconstruct_n(0, self.n)
+            all_scores = stored @ vector
+            best = top_k(all_scores, want)
+            return best, all_scores[best]
+        return rows.astype(np.int64), scores
+
+
+class IVFPQIndex(_Index):
+    """FAISS ``IndexIVFPQ`` with exact re-ranking of its best candidates.
+
+    Rows are bucketed into ``nlist`` k-means cells and stored as ``m`` one-byte codes (for
+    ``nbits=8``). A query scans the ``nprobe`` nearest cells by approximate (code) distance,
+    then rescores the best ``rerank * k`` candidates against the original rows, so returned
+    scores are exact cosines and the ranking among candidates is exact.
+
+    Parameters
+    ----------
+    embeddings : array-like, shape (n, D)
+        Unit rows, kept by reference for the re-ranking (not copied).
+    nlist : int, optional
+        Number of cells; default about ``sqrt(n)``.
+    m : int, optional
+        Code bytes per row (sub-vectors); must divide D. Default: the largest divisor of D
+        that is at most D / 4.
+    nbits : int, optional
+        Bits per sub-vector code; default 8 (fewer on databases under 256 rows).
+    nprobe : int
+        Cells scanned per query: the main recall/latency knob.
+    rerank : int
+        Candidates rescored exactly, as a multiple of ``k``.
+    train_size : int, optional
+        Rows sampled to train the cells and codes; default ``40 * max(nlist, 2**nbits)``
+        (faiss's advice is at least 39 per centroid), at most ``n``.
+    seed : int
+        Seed of the training sample and of k-means.
+    """
+
+    kind = "ivfpq"
+
+    def __init__(
+        self, embeddings, nlist=None, m=None, nbits=None, nprobe: int = 32, rerank: int = 10,
+        train_size=None, seed: int = 0,
+    ):
+        super().__init__(embeddings)
+        faiss = _faiss(self.kind)
+        n, dim = self.n, self.dim
+        self.nlist = _check_count(nlist if nlist is not None else max(1, round(math.sqrt(n))),
+                                  "nlist")
+        self.m = _check_count(m if m is not None else _default_m(dim), "m")
+        if dim % self.m:
+            raise ValueError(f"m must divide the embedding dimension {dim}, got m={self.m}")
+        self.nbits = _check_count(
+            nbits if nbits is not None else max(1, min(8, int(math.log2(max(n, 2))))), "nbits"
+        )
+        self.nprobe = _check_count(nprobe, "nprobe")
+        self.rerank = _check_count(rerank, "rerank")
+        self.train_size = min(n, _check_count(
+            train_size if train_size is not None else 40 * max(self.nlist, 2**self.nbits),
+            "train_size",
+        ))
+        if self.nlist > self.train_size or 2**self.nbits > self.train_size:
+            raise ValueError(
+                f"an ivfpq index over {self.train_size} training rows can have at most that many "
+                f"cells and codes; lower nlist (now {self.nlist}) or nbits (now {self.nbits}), "
+                "or use kind='exact' for a database this small"
+            )
+        # L2 on unit rows ranks exactly as cosine does, and k-means (cells and codes) is L2
+        self.index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, self.nlist, self.m, self.nbits)
+        for clustering in (self.index.cp, self.index.pq.cp):
+            clustering.seed = seed
+            clustering.min_points_per_centroid = 1  # small databases: no warnings on stderr
+        sample = np.random.default_rng(seed).choice(n, self.train_size, replace=False)
+        self.index.train(self.embeddings[np.sort(sample)])
+        self.index.add(self.embeddings)
+        self._faiss = faiss
+
+    @property
+    def params(self) -> dict:
+        return {"nlist": self.nlist, "m": self.m, "nbits": self.nbits, "nprobe": self.nprobe,
+                "rerank": self.rerank}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the codes, their row ids, the cell centroids and the code books.
+
+        The re-ranking reads the caller's embeddings, which are not counted.
+        """
+        return (
+            self.n * (self.index.code_size + 8)
+            + self.nlist * self.dim * 4
+            + self.index.pq.centroids.size() * 4
+        )
+
+    def search(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Approximately the ``min(k, n)`` rows with the largest cosine, best first.
+
+        Returns
+        -------
+        (rows, scores) : int64 and float32 arrays; scores are exact cosines
+        """
+        vector, k = self._query(vector), _check_count(k)
+        settings = self._faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
+        with _one_thread(self._faiss):
+            _, rows = self.index.search(
+                vector[None], min(k * self.rerank, self.n), params=settings
+            )
+        return self._complete(rows[0], vector, k)
+
+
+def _default_m(dim: int) -> int:
+    """The largest divisor of ``dim`` that is at most ``dim / 4`` (4-d sub-vectors or more)."""
+    return max(m for m in range(1, max(1, dim // 4) + 1) if dim % m == 0)
+
+
+_CLASSES = {"exact": ExactIndex, "hnsw": HNSWIndex, "ivfpq": IVFPQIndex}
+
+
+def use_index(database, kind: str = "exact", **params):
+    """Answer ``database.query`` and ``query_vector`` through an index of ``kind``; returns it.
+
+    ``"exact"`` is exact; ``"hnsw"`` and ``"ivfpq"`` are approximate FAISS indexes, much faster on
+    large databases; ``params`` are their settings (see :func:`build_index`).
+    """
+    database.index = build_index(database.embeddings, kind, **params)
+    return database

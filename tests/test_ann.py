@@ -1,0 +1,169 @@
+"""Search indexes (capstone.ann): exact, FAISS HNSW and IVF-PQ behind ImageDatabase.query."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from capstone.ann import KINDS, ExactIndex, build_index, use_index
+from capstone.database import ImageDatabase
+
+from test_database import tiny_dataset, tiny_model
+
+pytest.importorskip("faiss")
+
+N, DIM, K = 5000, 50, 10
+
+
+def clustered(n, dim, rng, centres):
+    """Unit rows around random centres: Gaussian clusters plus isotropic noise."""
+    rows = centres[rng.integers(0, len(centres), n)]
+    rows = rows + rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((50, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return clustered(N, DIM, rng, centres), clustered(100, DIM, rng, centres)
+
+
+@pytest.fixture(scope="module")
+def indexes(data):
+    embeddings, _ = data
+    return {kind: build_index(embeddings, kind) for kind in KINDS}
+
+
+def recall_at_k(index, exact, queries, k=K):
+    hits = [
+        len(set(index.search(query, k)[0]) & set(exact.search(query, k)[0])) / k
+        for query in queries
+    ]
+    return float(np.mean(hits))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", [1, 10, 137])
+def test_each_index_returns_k_rows_best_first_with_finite_cosines(indexes, data, kind, k):
+    embeddings, queries = data
+    for query in queries[:10]:
+        rows, scores = indexes[kind].search(query, k)
+        assert rows.shape == scores.shape == (k,)
+        assert rows.dtype == np.int64 and len(set(rows.tolist())) == k
+        assert np.all(np.isfinite(scores)) and np.all(np.diff(scores) <= 1e-6)
+        np.testing.assert_allclose(scores, embeddings[rows] @ query, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_asking_for_more_than_the_database_holds_returns_every_row(kind):
+    rng = np.random.default_rng(1)
+    embeddings = rng.standard_normal((40, 8)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    rows, scores = build_index(embeddings, kind).search(embeddings[3], 100)
+    assert sorted(rows.tolist()) == list(range(40))
+    assert rows[0] == 3 and np.all(np.diff(scores) <= 1e-6)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_indexes_find_most_of_the_exact_top_10(indexes, data, kind):
+    _, queries = data
+    assert recall_at_k(indexes[kind], indexes["exact"], queries) >= 0.9
+
+
+def test_exact_index_answers_as_the_database_does(data):
+    embeddings, queries = data
+    db = ImageDatabase(np.arange(N) * 3 + 1, embeddings, model=None)
+    exact = build_index(db.embeddings, "exact")
+    through_index = use_index(ImageDatabase(np.arange(N) * 3 + 1, embeddings, model=None), "exact")
+    for query in queries[:20]:
+        image_ids, scores = db.query_vector(query, K)
+        rows, index_scores = exact.search(query, K)
+        np.testing.assert_array_equal(image_ids, rows * 3 + 1)
+        np.testing.assert_array_equal(scores, index_scores)
+        for got, expected in zip(through_index.query_vector(query, K), (image_ids, scores)):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_an_unknown_kind_is_one_line_naming_the_choices(data):
+    with pytest.raises(ValueError, match="^unknown index kind 'annoy'; choose one of exact, hnsw, "
+                                         "ivfpq$"):
+        build_index(data[0], "annoy")
+
+
+def test_an_unknown_parameter_names_the_kinds_parameters(data):
+    with pytest.raises(ValueError, match="has no parameter 'nprobe'; its parameters are M, "):
+        build_index(data[0], "hnsw", nprobe=3)
+
+
+def test_a_query_of_the_wrong_shape_or_with_nan_is_one_clear_line(indexes):
+    for index in indexes.values():
+        with pytest.raises(ValueError, match=r"give one vector of shape \(50,\)"):
+            index.search(np.ones(7), 3)
+        with pytest.raises(ValueError, match="give finite numbers"):
+            index.search(np.full(DIM, np.nan), 3)
+        with pytest.raises(ValueError, match="k must be a whole number"):
+            index.search(np.ones(DIM), 0)
+
+
+def test_ivfpq_settings_that_do_not_fit_are_reported(data):
+    with pytest.raises(ValueError, match="m must divide the embedding dimension 50"):
+        build_index(data[0], "ivfpq", m=7)
+    with pytest.raises(ValueError, match="lower nlist"):
+        build_index(data[0][:100], "ivfpq", nlist=500)
+
+
+def test_missing_faiss_says_how_to_install_it(data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
+    with pytest.raises(ImportError, match="the hnsw index needs faiss: pip install faiss-cpu"):
+        build_index(data[0], "hnsw")
+    assert isinstance(build_index(data[0], "exact"), ExactIndex)  # exact never needs it
+
+
+def test_approximate_indexes_refuse_an_empty_database():
+    with pytest.raises(ValueError, match="use kind='exact' for an empty database"):
+        build_index(np.zeros((0, 4), np.float32), "hnsw")
+    rows, scores = build_index(np.zeros((0, 4), np.float32)).search(np.ones(4), 3)
+    assert len(rows) == len(scores) == 0
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_a_database_with_an_index_answers_queries_through_the_same_api(kind):
+    dataset = tiny_dataset(n_images=300, seed=2)
+    model = tiny_model(dataset)
+    exact = ImageDatabase.build(model, dataset)
+    approximate = use_index(ImageDatabase.build(model, dataset), kind)
+    assert approximate.index.kind == kind and exact.index is None
+    for text in ["a red boat", "a photo of a puppy", "green vehicle on the grass"]:
+        results, expected = approximate.query(text, 5), exact.query(text, 5)
+        assert [r["image_id"] for r in results] == [r["image_id"] for r in expected]
+        assert [r["captions"] for r in results] == [r["captions"] for r in expected]
+        np.testing.assert_allclose([r["score"] for r in results],
+                                   [r["score"] for r in expected], atol=1e-5)
+    image_ids, scores = approximate.query_vector(exact.embeddings[7], 3)
+    assert image_ids[0] == exact.image_ids[7] and scores[0] == pytest.approx(1, abs=1e-5)
+
+
+def test_the_index_can_be_chosen_when_the_database_is_made(indexes, data):
+    db = ImageDatabase(np.arange(N), data[0], model=None, index=build_index(data[0], "hnsw"))
+    assert db.index.kind == "hnsw"
+    with pytest.raises(ValueError, match="unknown index kind 'fast'"):
+        use_index(ImageDatabase(np.arange(N), data[0], model=None), "fast")
+
+
+def test_importing_the_indexes_does_not_import_faiss():
+    code = "import sys, capstone.ann, capstone.database; print('faiss' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_a_search_leaves_faiss_thread_setting_as_it_was(indexes, data):
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    for kind in ("hnsw", "ivfpq"):
+        indexes[kind].search(data[1][0], K)
+        assert faiss.omp_get_max_threads() == before
