@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .database import _check_count, top_k
+from .text import unit_rows
 
 KINDS = ("exact", "hnsw", "ivfpq")
 
@@ -120,7 +121,7 @@ class _Index:
         return {}
 
     def _query(self, vector) -> np.ndarray:
-        """``vector`` as float32 of shape (D,), or a one-line ``ValueError``."""
+        """``vector`` as a float32 unit vector of shape (D,), or a one-line ``ValueError``."""
         vector = np.asarray(vector, dtype=np.float32)
         if vector.shape != (self.dim,):
             raise ValueError(
@@ -129,7 +130,7 @@ class _Index:
             )
         if not np.all(np.isfinite(vector)):
             raise ValueError("the query vector has NaN or infinite entries; give finite numbers")
-        return vector
+        return unit_rows(vector)  # cosine, as the database's own query scores it
 
     def _exact(self, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = self.embeddings @ vector

@@ -76,9 +76,8 @@ class ImageDatabase:
         self.image_ids = np.asarray(image_ids, dtype=np.int64).ravel()
         self.embeddings = np.ascontiguousarray(unit_rows(np.atleast_2d(embeddings)))
         if len(self.image_ids) != len(self.embeddings):
-            raise ValueError(
-                f"{len(self.image_ids)} image ids but {len(self.embeddings)} embeddings"
-            )
+            raise ValueError(f"{len(self.image_ids)} image ids but {len(self.embeddings)} "
+                             "embeddings")
         self.model, self.dataset = model, dataset
         self._row_of = {int(image_id): row for row, image_id in enumerate(self.image_ids)}
         self._unit_features = None  # raw features, normalised on first use
@@ -107,14 +106,7 @@ class ImageDatabase:
     def load(cls, path, model, dataset) -> ImageDatabase:
         """Read a database saved by :meth:`save`, checking it belongs to ``model`` and ``dataset``.
 
-        Raises
-        ------
-        MissingFileError
-            If ``path`` does not exist (a ``FileNotFoundError``).
-        DataError
-            If it is damaged or not a database written by :meth:`save`.
-        StaleDatabaseError
-            If it was built by another model, or for other images.
+        Raises ``MissingFileError``, ``DataError`` (damaged), or :class:`StaleDatabaseError`.
         """
         fix = f"delete {path} or use ImageDatabase.load_or_build to rebuild it"
         saved = read_npz(path, "an image database", fix)
@@ -148,10 +140,8 @@ class ImageDatabase:
         try:
             return self._row_of[int(image_id)]
         except (KeyError, TypeError, ValueError):
-            raise KeyError(
-                f"image_id {image_id!r} is not in this database ({self!r}); "
-                "pick one of its image ids, e.g. from a search result"
-            ) from None
+            raise KeyError(f"image_id {image_id!r} is not in this database ({self!r}); pick one "
+                           "of its image ids, e.g. from a search result") from None
 
     def result(self, image_id: int, score: float) -> dict:
         """One search result: ``image_id``, ``score``, ``url`` and ``captions``."""
@@ -166,7 +156,7 @@ class ImageDatabase:
         """``(image_ids, scores)`` of the ``min(k, n)`` images nearest ``vector``, best first."""
         k = _check_count(k)
         if self.index is not None:  # approximate: faster, may miss a few of the exact top k
-            rows, scores = self.index.search(unit_rows(vector), k)
+            rows, scores = self.index.search(vector, k)
             return self.image_ids[rows], scores
         scores = self.embeddings @ unit_rows(vector)  # a NaN or zero vector: all scores 0
         best = top_k(scores, k)

@@ -46,13 +46,6 @@ class Triples:
         return Triples(self.caption_rows[order], self.good_rows[order], self.bad_rows[order])
 
 
-def split_image_ids(dataset, split: str) -> np.ndarray:
-    """Sorted image ids of ``split`` (``"train"`` or ``"validation"``)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return dataset.train_image_ids if split == "train" else dataset.val_image_ids
-
-
 def image_text_embeddings(image_of_caption, caption_embeddings, n_images) -> np.ndarray:
     """``(n_images, D)`` unit mean of each image's caption embeddings (zero: no caption).
 
@@ -115,7 +108,9 @@ def make_triples(
             f"caption_embeddings must have one row per caption ({len(dataset.captions)}), "
             f"got shape {caption_embeddings.shape}; embed dataset.captions with the text embedder"
         )
-    image_rows = dataset.rows(split_image_ids(dataset, split))
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    image_rows = dataset.rows(dataset.train_image_ids if split == "train" else dataset.val_image_ids)
     if len(image_rows) < 2:
         raise ValueError(f"the {split} split needs at least 2 images, has {len(image_rows)}")
     if seed is None and split == "validation":

@@ -77,7 +77,8 @@ def test_exact_index_answers_as_the_database_does(data):
     embeddings, queries = data
     db = ImageDatabase(np.arange(N) * 3 + 1, embeddings, model=None)
     exact = build_index(db.embeddings, "exact")
-    through_index = use_index(ImageDatabase(np.arange(N) * 3 + 1, embeddings, model=None), "exact")
+    through_index = use_index(ImageDatabase(np.arange(N) * 3 + 1, embeddings, model=None),
+                              "exact")
     for query in queries[:20]:
         image_ids, scores = db.query_vector(query, K)
         rows, index_scores = exact.search(query, K)
