@@ -134,6 +134,11 @@ def _announce_sample() -> None:
     print(SAMPLE_NOTICE, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr)
 
 
+def say(message: str) -> None:
+    """Print a status line (what a slow step is doing): stdout in a notebook, else stderr."""
+    print(message, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr, flush=True)
+
+
 def default_dataset_name(*, announce: bool = False) -> str:
     """The dataset used when none is named.
 
