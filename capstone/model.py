@@ -4,12 +4,18 @@ A :class:`SearchModel` is what training produces and search uses: the image embe
 (:mod:`capstone.image`), the text embedder (:mod:`capstone.text`), and a JSON-able ``info``
 record (dataset, GloVe name and dimension, settings, metrics). It is saved as one ``.npz`` file
 of plain arrays, read without pickles.
+
+The file also holds the GloVe vectors of the text embedder's vocabulary (``vocab_vectors``), so
+a loaded model embeds texts of known words without reading the full GloVe (400,000 words: over a
+second and about 180 MB). The full GloVe is loaded on first need: a word outside the vocabulary
+(it may still be in GloVe), many texts at once, or :attr:`SearchModel.text` itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +25,35 @@ from .glove import load_glove
 from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
 from .paths import default_dataset_name, default_model_path
 from .store import read_npz, write_npz
-from .text import TextEmbedder, unit_rows  # noqa: F401  (unit_rows: its old import path)
+from .text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (unit_rows: old path)
 
 FORMAT = "capstone-search-model/1"
+VOCAB_VECTORS = "vocab_vectors"  # the vocabulary's GloVe rows, in the file beside the arrays
+FEW_TEXTS = 64  # up to this many texts are checked word by word before reading the full GloVe
+
+
+class WordVectors:
+    """Words and their vectors, with the part of gensim's ``KeyedVectors`` interface used here.
+
+    A model loaded from its file holds its vocabulary's GloVe vectors in one of these.
+    """
+
+    def __init__(self, words, vectors):
+        self.index_to_key = [str(word) for word in words]
+        self.key_to_index = {word: index for index, word in enumerate(self.index_to_key)}
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.vector_size = self.vectors.shape[1]
+        if len(self.index_to_key) != len(self.vectors):
+            raise ValueError(f"{len(self.index_to_key)} words but {len(self.vectors)} vectors")
+
+    def __getitem__(self, word):
+        return self.vectors[self.key_to_index[word]]
+
+    def __contains__(self, word) -> bool:
+        return word in self.key_to_index
+
+    def __len__(self) -> int:
+        return len(self.index_to_key)
 
 
 class SearchModel:
@@ -42,23 +74,60 @@ class SearchModel:
         self.image, self.text = image, text
         self.info = {"glove_name": text.glove_name, "dim": int(text.dim), **(info or {})}
 
+    @property
+    def text(self) -> TextEmbedder:
+        """The text embedder, over the full GloVe (read now if only the vocabulary's was)."""
+        if self._full_glove is not None:
+            self._text = TextEmbedder.from_arrays(self._text.to_arrays(), self._full_glove())
+            self._full_glove = self._vocab = None
+        return self._text
+
+    @text.setter
+    def text(self, text: TextEmbedder) -> None:
+        self._text, self._full_glove, self._vocab = text, None, None
+
+    def vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
+        """The text embedder's words and their IDF, without reading any word vectors."""
+        return self._text.vocab, self._text.idf
+
+    def _text_for(self, texts) -> TextEmbedder:
+        """The embedder for a list of texts: the vocabulary's when it knows every word of them."""
+        if self._full_glove is None:
+            return self._text
+        if len(texts) <= FEW_TEXTS and all(isinstance(text, str) for text in texts):
+            if self._vocab is None:  # stop words weigh 0 whether GloVe has them or not
+                self._vocab = set(self._text.vocab.tolist())
+                self._vocab |= STOP_WORDS if self._text.stop_words else set()
+            if all(word in self._vocab for text in texts for word in tokenize(text)):
+                return self._text
+        return self.text
+
     def embed_images(self, features) -> np.ndarray:
         """``(n, D)`` float32 unit embeddings of image features."""
         return self.image.embed(features)
 
     def embed_text(self, texts) -> np.ndarray:
         """``(n, D)`` float32 unit embeddings of texts (zero rows: no known word)."""
-        return self.text.embed(texts)
+        if isinstance(texts, str):
+            return self._text.embed(texts)  # its TypeError says what to do
+        texts = texts if isinstance(texts, Sequence) else list(texts)
+        return self._text_for(texts).embed(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         """``(D,)`` unit embedding of one query; ``ValueError`` when no word is known."""
-        return self.text.embed_query(text)
+        return self._text_for([text] if isinstance(text, str) else []).embed_query(text)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array the model is made of, under the names the file uses."""
         image = {f"image_{name}": value for name, value in self.image.get_arrays().items()}
-        text = {f"text_{name}": np.asarray(value) for name, value in self.text.to_arrays().items()}
+        text = {f"text_{name}": np.asarray(value) for name, value in self._text.to_arrays().items()}
         return {**image, **text}
+
+    def vocab_vectors(self) -> np.ndarray:
+        """``(len(vocab), D)`` float32: the GloVe vector of each word of the text embedder."""
+        glove = self._text.glove
+        rows = [glove.key_to_index[word] for word in self._text.vocab.tolist()]
+        return np.asarray(glove.vectors[rows], dtype=np.float32).reshape(len(rows), -1)
 
     @property
     def checksum(self) -> str:
@@ -74,11 +143,15 @@ class SearchModel:
         """Write the model to a ``.npz`` file atomically (write, then rename); returns the path."""
         info = np.array(json.dumps(self.info, sort_keys=True))
         return write_npz(check_model_path(path), {"format": np.array(FORMAT), "info": info,
-                                                  **self.arrays()})
+                                                  **self.arrays(),
+                                                  VOCAB_VECTORS: self.vocab_vectors()})
 
     @classmethod
     def load(cls, path, glove=None) -> SearchModel:
         """Read a model written by :meth:`save`; ``glove`` defaults to the one it names.
+
+        Without ``glove``, the model starts with its vocabulary's vectors from the file and
+        reads the GloVe it names when first needed (see the module's docstring).
 
         Raises
         ------
@@ -93,19 +166,34 @@ class SearchModel:
             if str(arrays["format"]) != FORMAT:
                 raise ValueError(arrays["format"])
             info = json.loads(str(arrays["info"]))
-            glove = load_glove(info["glove_name"]) if glove is None else glove
+            glove_name = info["glove_name"]
+            vocab_glove = glove is None and vocab_word_vectors(arrays)
+            glove = vocab_glove or (load_glove(glove_name) if glove is None else glove)
         except (KeyError, ValueError, TypeError):
             raise DataError(f"{path} is not a capstone model file ({FORMAT}) or its record is "
                             f"damaged; {retrain}") from None
         parts = {prefix: {name[len(prefix):]: value for name, value in arrays.items()
                           if name.startswith(prefix)} for prefix in ("text_", "image_")}
         text = TextEmbedder.from_arrays(parts["text_"], glove)
-        return cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+        model = cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+        if vocab_glove:
+            model._full_glove = lambda: load_glove(glove_name)
+        return model
 
     def __repr__(self) -> str:
         d_in, d_out = self.image.shape
-        return (f"SearchModel(dataset={self.info.get('dataset')!r}, glove={self.text.glove_name!r}, "
+        return (f"SearchModel(dataset={self.info.get('dataset')!r}, glove={self._text.glove_name!r}, "
                 f"{d_in}->{d_out}, checksum={self.checksum[:12]})")
+
+
+def vocab_word_vectors(arrays: dict):
+    """The vocabulary's vectors saved in a model file as :class:`WordVectors`, else ``None``."""
+    vocab, vectors = arrays.get("text_vocab"), arrays.get(VOCAB_VECTORS)
+    if vocab is None or vectors is None or vectors.ndim != 2 or len(vectors) != len(vocab):
+        return None
+    if vectors.shape[1] != int(arrays.get("text_dim", -1)):
+        return None
+    return WordVectors(vocab.tolist(), vectors)
 
 
 def check_model_path(path) -> Path:

@@ -33,8 +33,9 @@ def png_thumbnail(image, size: int = 160) -> bytes | None:
 
 def example_words(model, n: int = 3) -> list[str]:
     """The ``n`` words most captions use (lowest IDF), stop words left out: query ideas."""
-    order = np.argsort(np.asarray(model.text.idf), kind="stable")
-    words = (str(word) for word in np.asarray(model.text.vocab)[order])
+    vocab, idf = model.vocabulary()  # reads no word vectors
+    order = np.argsort(np.asarray(idf), kind="stable")
+    words = (str(word) for word in np.asarray(vocab)[order])
     return [word for word in words if word.isalpha() and word not in STOP_WORDS][:n]
 
 
