@@ -3,13 +3,14 @@
 COCO's ``captions_train2014.json`` is 72 MB. Parsed with :func:`json.load` it becomes about
 470 MB of Python objects and takes seconds, every time. The first read here parses it once and
 writes a cache of plain arrays (``captions_train2014.captions.npz`` beside it, or under
-``cache_dir()/captions/`` when that folder is read-only): the images' ids, urls and scene
-records, and every caption's id, image id and text. Each list of texts is one UTF-8 blob plus
-byte offsets (:class:`Texts`), about 15% of the Python strings' memory. Later loads read the
-arrays only (well under a second) and decode a text when it is asked for.
+``cache_dir()/captions/`` when it cannot go there): the images' ids, urls and scene records,
+and every caption's id, image id and text, and the captions grouped by image. Each list of
+texts is one UTF-8 blob plus byte offsets (:class:`Texts`), about a sixth of the Python
+strings' memory. Later loads memory-map the cache's arrays: nothing is read until it is used,
+so a search that shows ten results reads ten images' captions, not 414,113.
 
 The cache records the JSON's size, mtime and a hash of its first and last MiB, and is rebuilt
-when they change.
+when they change, or when it cannot be read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import time
+import zipfile
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from .paths import atomic_write, cache_dir, say
 
-FORMAT = "capstone-captions/1"
+FORMAT = "capstone-captions/2"
 _ENCODING = ("utf-8", "surrogatepass")  # JSON may hold lone surrogates; keep them as they are
 PARSE_MB_PER_SECOND = 10  # json.load plus the conversion, measured on the 2-core build machine
 ANNOUNCE_BYTES = 10_000_000  # a bigger file's first read says what it does
@@ -41,16 +44,16 @@ class Texts(Sequence):
 
     Parameters
     ----------
-    blob : bytes
-        The texts' UTF-8 bytes, back to back.
+    blob : bytes or buffer
+        The texts' UTF-8 bytes, back to back (e.g. a memory-mapped uint8 array).
     starts, ends : numpy.ndarray of int64
         Text ``i`` is ``blob[starts[i]:ends[i]]``.
     """
 
     __slots__ = ("_blob", "_starts", "_ends")
 
-    def __init__(self, blob: bytes, starts, ends):
-        self._blob = bytes(blob)
+    def __init__(self, blob, starts, ends):
+        self._blob = blob if isinstance(blob, bytes) else memoryview(blob).cast("B")
         self._starts = np.asarray(starts, dtype=np.int64)
         self._ends = np.asarray(ends, dtype=np.int64)
         if self._starts.shape != self._ends.shape or self._starts.ndim != 1:
@@ -68,12 +71,12 @@ class Texts(Sequence):
     def from_arrays(cls, blob: np.ndarray, offsets: np.ndarray) -> Texts:
         """The texts saved by :meth:`to_arrays` (a uint8 blob and ``n + 1`` offsets)."""
         offsets = np.asarray(offsets, dtype=np.int64)
-        return cls(np.asarray(blob, dtype=np.uint8).tobytes(), offsets[:-1], offsets[1:])
+        return cls(np.asarray(blob, dtype=np.uint8), offsets[:-1], offsets[1:])
 
     def to_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """``(blob, offsets)``: a compact uint8 blob of just these texts and ``n + 1`` offsets."""
-        parts = [self._blob[start:end] for start, end in zip(self._starts.tolist(),
-                                                               self._ends.tolist())]
+        parts = [bytes(self._blob[start:end]) for start, end in zip(self._starts.tolist(),
+                                                                      self._ends.tolist())]
         offsets = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum(self._ends - self._starts, out=offsets[1:])
         return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
@@ -86,7 +89,7 @@ class Texts(Sequence):
             return Texts(self._blob, self._starts[index], self._ends[index])
         if isinstance(index, (int, np.integer)):
             start, end = int(self._starts[index]), int(self._ends[index])
-            return self._blob[start:end].decode(*_ENCODING)
+            return str(self._blob[start:end], *_ENCODING)
         index = np.asarray(index)
         if index.dtype != bool and not np.issubdtype(index.dtype, np.integer):
             raise TypeError(f"Texts indices must be integers, slices or masks, not {index.dtype}")
@@ -95,7 +98,7 @@ class Texts(Sequence):
     def __iter__(self):
         blob = self._blob
         for start, end in zip(self._starts.tolist(), self._ends.tolist()):
-            yield blob[start:end].decode(*_ENCODING)
+            yield str(blob[start:end], *_ENCODING)
 
     def __eq__(self, other):
         if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
@@ -192,21 +195,15 @@ class JSONByImage(TextByImage):
 class CaptionsByImage(_ByImageId):
     """``image_id -> list of str``: every caption of an image, in the file's order.
 
-    Derived from the captions' image ids and texts (nothing is stored twice); the grouping by
-    image is computed on first use.
+    Derived from the captions' texts (nothing is stored twice): image ``keys[i]``'s captions are
+    rows ``order[starts[i]:starts[i + 1]]`` of ``texts``.
     """
 
-    def __init__(self, keys, caption_image_ids: np.ndarray, texts: Texts):
+    def __init__(self, keys, order: np.ndarray, starts: np.ndarray, texts: Texts):
         super().__init__(keys)
-        self._caption_image_ids, self._texts = caption_image_ids, texts
-        self._order = self._starts = None
+        self._order, self._starts, self._texts = order, starts, texts
 
     def _value(self, position):
-        if self._order is None:
-            self._order = np.argsort(self._caption_image_ids, kind="stable")
-            owners = self._caption_image_ids[self._order]
-            self._starts = np.searchsorted(owners, np.r_[self._keys, np.iinfo(np.int64).max])
-            self._starts[-1] = len(owners)
         rows = self._order[self._starts[position] : self._starts[position + 1]]
         return [self._texts[row] for row in rows.tolist()]
 
@@ -223,7 +220,7 @@ class CaptionStore:
     Attributes
     ----------
     image_ids : numpy.ndarray, int64
-        The json's images, in its order (an id listed twice counts once: its last record).
+        The json's images, sorted (an id listed twice counts once, with its last record).
     urls : TextByImage
         ``image_id -> coco_url``.
     scenes : JSONByImage or None
@@ -237,20 +234,17 @@ class CaptionStore:
     """
 
     def __init__(self, arrays: dict):
-        self.image_ids = np.asarray(arrays["image_ids"], dtype=np.int64)
-        self.caption_ids = np.asarray(arrays["caption_ids"], dtype=np.int64)
-        self.caption_image_ids = np.asarray(arrays["caption_image_ids"], dtype=np.int64)
+        self.image_ids = arrays["image_ids"]
+        self.caption_ids, self.caption_image_ids = arrays["caption_ids"], arrays["caption_image_ids"]
         self.captions = Texts.from_arrays(arrays["caption_blob"], arrays["caption_offsets"])
-        order = np.argsort(self.image_ids, kind="stable")
-        sorted_ids = self.image_ids[order]
-        urls = Texts.from_arrays(arrays["url_blob"], arrays["url_offsets"])[order]
-        self.urls = TextByImage(sorted_ids, urls)
+        self.urls = TextByImage(self.image_ids,
+                                Texts.from_arrays(arrays["url_blob"], arrays["url_offsets"]))
         self.scenes = None
         if "scene_blob" in arrays:
-            scenes = Texts.from_arrays(arrays["scene_blob"], arrays["scene_offsets"])[order]
-            self.scenes = JSONByImage(sorted_ids, scenes)
-        keys = np.union1d(sorted_ids, self.caption_image_ids)
-        self.image_captions = CaptionsByImage(keys, self.caption_image_ids, self.captions)
+            scenes = Texts.from_arrays(arrays["scene_blob"], arrays["scene_offsets"])
+            self.scenes = JSONByImage(self.image_ids, scenes)
+        self.image_captions = CaptionsByImage(arrays["group_keys"], arrays["group_order"],
+                                              arrays["group_starts"], self.captions)
 
     @classmethod
     def from_parsed(cls, parsed: dict) -> CaptionStore:
@@ -264,12 +258,21 @@ class CaptionStore:
 def store_arrays(parsed: dict) -> dict:
     """The cache's arrays from :func:`capstone.data.read_captions`'s result."""
     urls = parsed["urls"]
-    image_ids = np.fromiter(urls.keys(), np.int64, len(urls))  # unique, the json's order
-    arrays = {"image_ids": image_ids, "caption_ids": parsed["caption_ids"],
-              "caption_image_ids": parsed["caption_image_ids"]}
-    texts = {"caption": parsed["captions"], "url": urls.values()}
+    image_ids = np.fromiter(urls.keys(), np.int64, len(urls))  # unique: a dict's keys
+    by_id = np.argsort(image_ids, kind="stable")
+    listed = [key for key in urls]
+    caption_image_ids = np.asarray(parsed["caption_image_ids"], dtype=np.int64)
+    group_keys = np.union1d(image_ids, caption_image_ids)
+    group_order = np.argsort(caption_image_ids, kind="stable")
+    group_starts = np.searchsorted(caption_image_ids[group_order], group_keys)
+    arrays = {"image_ids": image_ids[by_id],
+              "caption_ids": np.asarray(parsed["caption_ids"], dtype=np.int64),
+              "caption_image_ids": caption_image_ids, "group_keys": group_keys,
+              "group_order": group_order,
+              "group_starts": np.r_[group_starts, len(caption_image_ids)].astype(np.int64)}
+    texts = {"caption": parsed["captions"], "url": [urls[listed[row]] for row in by_id]}
     if parsed.get("scenes") is not None:
-        texts["scene"] = [json.dumps(parsed["scenes"][key]) for key in urls]
+        texts["scene"] = [json.dumps(parsed["scenes"][listed[row]]) for row in by_id]
     for name, values in texts.items():
         arrays[f"{name}_blob"], arrays[f"{name}_offsets"] = Texts.from_strings(values).to_arrays()
     return arrays
@@ -296,14 +299,51 @@ def source_stamp(path: Path) -> np.ndarray:
 
 
 def _read_cache(cache: Path, stamp: np.ndarray):
-    """The cached arrays, or ``None`` when absent, unreadable, of another format or stale."""
+    """The cached arrays (memory-mapped), or ``None`` when absent, damaged, of another format or
+    stale."""
     try:
-        with np.load(cache, allow_pickle=False) as file:
-            if str(file["format"]) != FORMAT or not np.array_equal(file["source_stamp"], stamp):
-                return None
-            return {name: file[name] for name in file.files}
+        arrays = mapped_npz(cache)
+        if str(arrays["format"]) != FORMAT or not np.array_equal(arrays["source_stamp"], stamp):
+            return None
+        return arrays
     except Exception:  # missing, damaged or not an .npz at all: made again from the json
         return None
+
+
+def mapped_npz(path: os.PathLike | str, small: int = 1 << 16) -> dict:
+    """Every array of an uncompressed ``.npz`` (as :func:`numpy.savez` writes), read-only.
+
+    Arrays of ``small`` bytes or more are memory-mapped, so nothing of them is read until it is
+    used; the rest are read. Object arrays are refused (``ValueError``): no pickles.
+    """
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as file:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{path}: {info.filename} is not a stored .npy")
+            file.seek(info.header_offset)
+            local = file.read(30)  # the member's local header, then its name and extra field
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{path}: bad local header of {info.filename}")
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            file.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(file)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version]
+            shape, fortran, dtype = read_header(file)
+            if dtype.hasobject:
+                raise ValueError(f"{path}: {info.filename} holds Python objects")
+            size = int(np.prod(shape)) * dtype.itemsize
+            if size < small:
+                array = np.frombuffer(file.read(size), dtype=dtype)
+                if array.size != int(np.prod(shape)):
+                    raise ValueError(f"{path}: {info.filename} is truncated")
+                array = array.reshape(shape, order="F" if fortran else "C")
+            else:
+                array = np.memmap(path, dtype=dtype, mode="r", offset=file.tell(), shape=shape,
+                                  order="F" if fortran else "C")
+            arrays[info.filename[: -len(".npy")]] = array
+    return arrays
 
 
 def load_caption_store(path: os.PathLike | str, parse, remedy: str = "") -> CaptionStore:
@@ -338,9 +378,10 @@ def load_caption_store(path: os.PathLike | str, parse, remedy: str = "") -> Capt
     for cache in caches:
         try:
             atomic_write(cache, lambda tmp: np.savez(tmp, **arrays))
-            break
         except OSError:
             continue
+        arrays = _read_cache(cache, stamp) or arrays  # mapped: the parsed copy can go
+        break
     if announce:
         say(f"  done in {time.perf_counter() - started:.0f} s")
     return CaptionStore(arrays)

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from test_data import small_coco, write_coco
 
 from capstone import captions, data
-from capstone.captions import CaptionStore, Texts, captions_cache_paths, load_caption_store
+from capstone.captions import (
+    CaptionStore,
+    Texts,
+    captions_cache_paths,
+    load_caption_store,
+    mapped_npz,
+)
 from capstone.data import read_captions, read_dataset
 from capstone.errors import DataError
 
@@ -59,7 +65,7 @@ def test_the_store_matches_the_parsed_json(tmp_path):
     small_coco(tmp_path, scenes=True)
     parsed = read_captions(tmp_path / data.CAPTIONS_FILE)
     store = CaptionStore.from_parsed(parsed)
-    assert store.image_ids.tolist() == parsed["image_ids"].tolist()
+    assert store.image_ids.tolist() == sorted(set(parsed["image_ids"].tolist()))
     assert list(store.captions) == parsed["captions"]
     assert dict(store.urls) == parsed["urls"] and dict(store.scenes) == parsed["scenes"]
     assert dict(store.image_captions) == parsed["image_captions"]
@@ -163,3 +169,34 @@ def test_the_vocabulary_size_counts_every_caption_in_parts(tmp_path, monkeypatch
     dataset = read_dataset(tmp_path, "coco")
     monkeypatch.setattr(data, "VOCABULARY_PART", 7)  # many parts: the union must be the same
     assert dataset.vocabulary_size == 2 * 39 + 1
+
+
+def test_mapped_npz_maps_big_arrays_reads_small_ones_and_refuses_objects(tmp_path):
+    big, small = np.arange(100_000, dtype=np.int64), np.array("a label")
+    np.savez(tmp_path / "plain.npz", big=big, small=small, fortran=np.asfortranarray(
+        np.arange(40_000, dtype=np.float32).reshape(200, 200)))
+    arrays = mapped_npz(tmp_path / "plain.npz")
+    assert isinstance(arrays["big"], np.memmap) and not isinstance(arrays["small"], np.memmap)
+    np.testing.assert_array_equal(arrays["big"], big)
+    assert str(arrays["small"]) == "a label"
+    np.testing.assert_array_equal(arrays["fortran"], np.arange(40_000).reshape(200, 200))
+    np.savez(tmp_path / "objects.npz", texts=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="Python objects"):
+        mapped_npz(tmp_path / "objects.npz")
+    np.savez_compressed(tmp_path / "compressed.npz", big=big)
+    with pytest.raises(ValueError, match="not a stored .npy"):
+        mapped_npz(tmp_path / "compressed.npz")
+    data_bytes = (tmp_path / "plain.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data_bytes[: len(data_bytes) // 2])
+    with pytest.raises(Exception):
+        mapped_npz(tmp_path / "cut.npz")
+
+
+def test_a_loaded_store_reads_a_caption_without_reading_the_others(tmp_path):
+    captions_by_image = {i: [f"caption {i} " + "x" * 200] for i in range(1, 2000)}
+    write_coco(tmp_path, captions_by_image, feature_ids=[1])
+    load_caption_store(tmp_path / data.CAPTIONS_FILE, read_captions)  # writes the cache
+    store = load_caption_store(tmp_path / data.CAPTIONS_FILE, read_captions)
+    cache = mapped_npz(captions_cache_paths(tmp_path / data.CAPTIONS_FILE)[0])
+    assert isinstance(cache["caption_blob"], np.memmap)  # mapped, not read
+    assert store.image_captions[1234] == [f"caption 1234 " + "x" * 200]
