@@ -108,6 +108,25 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
     return image_ids, features
 
 
+def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
+    """The sorted image ids of a features file, leaving the features on disk.
+
+    Read from the ``.npz`` cache alone when it is current (an ``.npz`` member is read only when
+    asked for); else through :func:`load_features`, which checks the file and writes the cache.
+    """
+    path = Path(path)
+    if path.is_file():
+        stamp = _stamp(path)
+        for cache in features_cache_paths(path):
+            try:
+                with np.load(cache, allow_pickle=False) as arrays:
+                    if np.array_equal(arrays["source_stamp"], stamp):
+                        return arrays["image_ids"]
+            except Exception:  # missing or damaged: load_features below deals with it
+                continue
+    return load_features(path, remedy)[0]
+
+
 def features_cache_paths(path: os.PathLike | str) -> list:
     """Where the ``.npz`` cache of a features pickle may be: beside it, else in the cache folder."""
     path = Path(path).resolve()
