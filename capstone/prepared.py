@@ -131,7 +131,8 @@ def training_estimate(dataset, settings) -> float:
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
 
 
-def load_or_train(dataset=None, *, preset: str | None = None, path=None, progress: bool = True):
+def load_or_train(dataset=None, *, preset: str | None = None, path=None, progress: bool = True,
+                  **changes):
     """The dataset's saved model, or one trained and saved now.
 
     Training says first, in one line, what it does and about how long it takes, then shows
@@ -148,6 +149,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
         The model file (default: the dataset's).
     progress : bool
         Show the progress bars.
+    **changes
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.train.train` takes them.
 
     Returns
     -------
@@ -161,14 +164,14 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     except FileNotFoundError:
         pass
     preset = preset or ("class" if dataset.n_images > 10_000 else "default")
-    settings = resolve_settings(preset)
+    settings = resolve_settings(preset, **changes)
     minutes = training_estimate(dataset, settings) / 60
     took = f"about {minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
     out = path or default_model_path(dataset.name)
     say(f"No saved model for {dataset.name}: training one now ({preset!r} preset, "
-        f"{settings.epochs} epochs, {took}); it is saved to {out}. "
+        f"{settings.epochs} epoch{'s' * (settings.epochs != 1)}, {took}); it is saved to {out}. "
         f"`python -m capstone train --dataset {dataset.name}` does this before class.")
     started = time.perf_counter()
-    model, _ = train(dataset, preset, out=out, plot=False, progress=progress)
+    model, _ = train(dataset, preset, out=out, plot=False, progress=progress, **changes)
     say(f"trained in {time.perf_counter() - started:.0f} s")
     return model
