@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
-from .glove import load_glove
+from .glove import WordVectors, load_word_vectors
 from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
 from .paths import default_dataset_name, default_model_path
 from .store import read_npz, write_npz
@@ -30,30 +30,6 @@ from .text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (
 FORMAT = "capstone-search-model/1"
 VOCAB_VECTORS = "vocab_vectors"  # the vocabulary's GloVe rows, in the file beside the arrays
 FEW_TEXTS = 64  # up to this many texts are checked word by word before reading the full GloVe
-
-
-class WordVectors:
-    """Words and their vectors, with the part of gensim's ``KeyedVectors`` interface used here.
-
-    A model loaded from its file holds its vocabulary's GloVe vectors in one of these.
-    """
-
-    def __init__(self, words, vectors):
-        self.index_to_key = [str(word) for word in words]
-        self.key_to_index = {word: index for index, word in enumerate(self.index_to_key)}
-        self.vectors = np.asarray(vectors, dtype=np.float32)
-        self.vector_size = self.vectors.shape[1]
-        if len(self.index_to_key) != len(self.vectors):
-            raise ValueError(f"{len(self.index_to_key)} words but {len(self.vectors)} vectors")
-
-    def __getitem__(self, word):
-        return self.vectors[self.key_to_index[word]]
-
-    def __contains__(self, word) -> bool:
-        return word in self.key_to_index
-
-    def __len__(self) -> int:
-        return len(self.index_to_key)
 
 
 class SearchModel:
@@ -168,7 +144,7 @@ class SearchModel:
             info = json.loads(str(arrays["info"]))
             glove_name = info["glove_name"]
             vocab_glove = glove is None and vocab_word_vectors(arrays)
-            glove = vocab_glove or (load_glove(glove_name) if glove is None else glove)
+            glove = vocab_glove or (load_word_vectors(glove_name) if glove is None else glove)
         except (KeyError, ValueError, TypeError):
             raise DataError(f"{path} is not a capstone model file ({FORMAT}) or its record is "
                             f"damaged; {retrain}") from None
@@ -177,7 +153,7 @@ class SearchModel:
         text = TextEmbedder.from_arrays(parts["text_"], glove)
         model = cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
         if vocab_glove:
-            model._full_glove = lambda: load_glove(glove_name)
+            model._full_glove = lambda: load_word_vectors(glove_name)
         return model
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 _PUNCTUATION_BYTES = string.punctuation.encode("ascii")
 _SEPARATOR = "\x00"  # joins texts so that they are tokenised in one pass
 _SEPARATOR_ROW, _UNKNOWN_ROW = -2, -1
-CHUNK = 2**16  # texts tokenised together: bounds the memory of the token list
+CHUNK = 2**14  # texts tokenised together: bounds the memory of the token list (~25 MB)
 
 
 class RowLookup(dict):

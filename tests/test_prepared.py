@@ -13,7 +13,7 @@ from test_database import trained_sample
 from capstone import data, model as model_module, prepared, store
 from capstone.data import load_dataset
 from capstone.database import ImageDatabase
-from capstone.glove import load_glove
+from capstone.glove import WordVectors, load_glove, load_word_vectors
 from capstone.model import SearchModel, load_model
 from capstone.prepared import SearchView, load_or_train, load_search_view, open_database
 from capstone.sample import UNUSED_SYNONYMS
@@ -55,7 +55,7 @@ def refuse(name):
 def test_a_search_reads_no_features_no_glove_and_no_json(full_db, monkeypatch):
     monkeypatch.setattr(store, "_read_features_pickle", refuse("the features pickle"))
     monkeypatch.setattr(prepared, "load_features", refuse("load_features"))
-    monkeypatch.setattr(model_module, "load_glove", refuse("load_glove"))
+    monkeypatch.setattr(model_module, "load_word_vectors", refuse("load_word_vectors"))
     monkeypatch.setattr(data, "read_captions", refuse("read_captions"))
     monkeypatch.setattr(prepared, "read_captions", refuse("read_captions"))
     database = open_database()
@@ -105,9 +105,9 @@ def test_known_words_need_no_glove_and_others_read_it_once(env, monkeypatch):
 
     def counting(name):
         calls.append(name)
-        return load_glove(name)
+        return load_word_vectors(name)
 
-    monkeypatch.setattr(model_module, "load_glove", counting)
+    monkeypatch.setattr(model_module, "load_word_vectors", counting)
     with_glove = SearchModel.load(env, glove=load_glove("glove-50d"))
     calls.clear()
     loaded = SearchModel.load(env)
@@ -166,3 +166,17 @@ def test_the_training_estimate_grows_with_epochs_and_shrinks_with_batches(env):
     bigger = default.replace(batch_size=512)
     estimate = prepared.training_estimate
     assert estimate(dataset, more) > estimate(dataset, default) > estimate(dataset, bigger) > 0
+
+
+def test_word_vectors_are_gloves_words_and_vectors_without_gensim(env):
+    vectors, glove = load_word_vectors("glove-50d"), load_glove("glove-50d")
+    assert isinstance(vectors, WordVectors) and len(vectors) == len(glove)
+    assert vectors.index_to_key[:5] == glove.index_to_key[:5] and vectors.vector_size == 50
+    np.testing.assert_array_equal(vectors["boat"], glove["boat"])
+    assert "boat" in vectors and "qwzx" not in vectors
+    script = ("import sys; from capstone.data import load_dataset; "
+              "from capstone.train import fit_text; fit_text(load_dataset()); "
+              "print('gensim' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=True)
+    assert result.stdout.splitlines()[-1] == "False", result.stderr
