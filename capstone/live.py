@@ -74,7 +74,7 @@ class LivePlot:
         ``validate() -> {"loss": ..., "accuracy": ...}`` of the model now; called (and recorded
         as a validation point) once ``validate_every`` training triples went by since the last
         validation point. The epoch's own validation (:meth:`set_test_epoch`) resets the count.
-    validate_every : int
+    validate_every : int, optional
         Training triples between validation points (default :data:`VALIDATE_EVERY`).
     clock : callable
         Seconds as a float; tests pass a fake.
@@ -98,7 +98,7 @@ class LivePlot:
         min_interval: float = 0.5,
         last_n_batches: int | None = None,
         validate=None,
-        validate_every: int = VALIDATE_EVERY,
+        validate_every: int | None = None,
         clock=time.perf_counter,
     ):
         with warnings.catch_warnings():  # noggin warns that its own (nbAgg) live mode is off
@@ -114,7 +114,7 @@ class LivePlot:
         self.max_fraction_spent_plotting = max_fraction_spent_plotting
         self.min_interval = min_interval
         self.clock = clock
-        self.validate, self.validate_every = validate, validate_every
+        self.validate, self.validate_every = validate, validate_every or VALIDATE_EVERY
         self._since_validation = 0
         self._smoothed = {}  # metric -> its moving-average line
         self.n_updates = 0
