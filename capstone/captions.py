@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import atomic_write, cache_dir, say
+from .paths import announce_first_read, atomic_write, cache_dir, say
 
 FORMAT = "capstone-captions/2"
 _ENCODING = ("utf-8", "surrogatepass")  # JSON may hold lone surrogates; keep them as they are
-PARSE_MB_PER_SECOND = 10  # json.load plus the conversion, measured on the 2-core build machine
+PARSE_BYTES_PER_SECOND = 10e6  # json.load and the conversion, on the 2-core build machine
 ANNOUNCE_BYTES = 10_000_000  # a bigger file's first read says what it does
 
 
@@ -368,10 +368,8 @@ def load_caption_store(path: os.PathLike | str, parse, remedy: str = "") -> Capt
         arrays = _read_cache(cache, stamp)
         if arrays is not None:
             return CaptionStore(arrays)
-    megabytes, announce = path.stat().st_size / 1e6, path.stat().st_size > ANNOUNCE_BYTES
-    if announce:
-        say(f"reading {path.name} ({megabytes:.0f} MB) once into a compact cache, "
-            f"about {max(1, round(megabytes / PARSE_MB_PER_SECOND))} s")
+    announce = announce_first_read(path, "parsing it once into a compact cache", ANNOUNCE_BYTES,
+                                   PARSE_BYTES_PER_SECOND)
     started = time.perf_counter()
     arrays = store_arrays(parse(path, remedy))
     arrays.update(format=np.str_(FORMAT), source_stamp=stamp)

@@ -31,6 +31,7 @@ from .errors import DataError, MissingFileError
 from .paths import (
     DOWNLOAD_COMMAND,
     GLOVE_FILES,
+    announce_first_read,
     atomic_write,
     cache_dir,
     coco_dir,
@@ -141,6 +142,7 @@ def load_glove_file(path: os.PathLike | str) -> KeyedVectors:
     source = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     folder = glove_cache_dir(path)
     if read_json(folder / "source.json") != source:
+        announce_first_read(path, "parsing it once into a memory-mapped cache")
         words, vectors = parse_word2vec(path)
         atomic_write(folder / "vectors.npy", lambda tmp: np.save(tmp, vectors))
         write_json(folder / "words.json", words)

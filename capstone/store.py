@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
-from .paths import atomic_write, cache_dir
+from .paths import announce_first_read, atomic_write, cache_dir
 
 FEATURE_DIM = 512
 
@@ -93,6 +93,7 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
         arrays = _read_features_cache(cache, stamp)
         if arrays is not None:
             return arrays
+    announce_first_read(path, "converting it once to a float32 .npz cache")
     image_ids, features = _read_features_pickle(path, remedy)
     for cache in caches:
         try:

@@ -158,7 +158,7 @@ def test_a_big_file_says_what_it_is_doing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(captions, "ANNOUNCE_BYTES", 0)
     load_caption_store(tmp_path / data.CAPTIONS_FILE, read_captions)
     err = capsys.readouterr().err
-    assert "once into a compact cache" in err and "done in" in err
+    assert "parsing it once into a compact cache, about 1 s" in err and "done in" in err
     load_caption_store(tmp_path / data.CAPTIONS_FILE, read_captions)
     assert capsys.readouterr().err == ""  # the cache is read silently
 
@@ -200,3 +200,16 @@ def test_a_loaded_store_reads_a_caption_without_reading_the_others(tmp_path):
     cache = mapped_npz(captions_cache_paths(tmp_path / data.CAPTIONS_FILE)[0])
     assert isinstance(cache["caption_blob"], np.memmap)  # mapped, not read
     assert store.image_captions[1234] == [f"caption 1234 " + "x" * 200]
+
+
+def test_the_features_pickles_first_read_is_announced(tmp_path, monkeypatch, capsys):
+    from capstone import paths, store
+
+    small_coco(tmp_path)
+    monkeypatch.setattr(store, "announce_first_read",
+                        lambda path, what: paths.announce_first_read(path, what, at_least=1))
+    store.load_features(tmp_path / data.FEATURES_FILE)
+    err = capsys.readouterr().err
+    assert "resnet18_features.pkl (0 MB): converting it once to a float32 .npz cache" in err
+    store.load_features(tmp_path / data.FEATURES_FILE)
+    assert capsys.readouterr().err == ""  # read from the cache, silently
