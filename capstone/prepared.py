@@ -141,7 +141,7 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     Parameters
     ----------
     dataset : capstone.data.Dataset or str, optional
-        By default :func:`capstone.data.load_dataset`'s.
+        By default :func:`capstone.data.load_dataset`'s; loaded only to train.
     preset : str, optional
         Settings to train with when no model is saved: by default ``"class"`` for a dataset of
         more than 10,000 images (it fits a class period at COCO size), else ``"default"``.
@@ -156,13 +156,14 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     -------
     capstone.model.SearchModel
     """
-    from .train import resolve_settings, train  # training's libraries load only when it runs
-
-    dataset = load_dataset(dataset) if dataset is None or isinstance(dataset, str) else dataset
+    name = getattr(dataset, "name", dataset) or default_dataset_name(announce=True)
     try:
-        return load_model(path, dataset=dataset.name)
+        return load_model(path, dataset=name)  # nothing else is read for a saved model
     except FileNotFoundError:
         pass
+    from .train import resolve_settings, train  # training's libraries load only when it runs
+
+    dataset = load_dataset(name) if isinstance(dataset, str) or dataset is None else dataset
     preset = preset or ("class" if dataset.n_images > 10_000 else "default")
     settings = resolve_settings(preset, **changes)
     minutes = training_estimate(dataset, settings) / 60
@@ -170,7 +171,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     out = path or default_model_path(dataset.name)
     say(f"No saved model for {dataset.name}: training one now ({preset!r} preset, "
         f"{settings.epochs} epoch{'s' * (settings.epochs != 1)}, {took}); it is saved to {out}. "
-        f"`python -m capstone train --dataset {dataset.name}` does this before class.")
+        f"`python -m capstone train --dataset {dataset.name} --preset {preset}` does this "
+        f"before class.")
     started = time.perf_counter()
     model, _ = train(dataset, preset, out=out, plot=False, progress=progress, **changes)
     say(f"trained in {time.perf_counter() - started:.0f} s")

@@ -143,9 +143,11 @@ def test_the_search_command_loads_no_plotting_library_and_no_gensim(full_db, env
     assert result.stdout.splitlines()[-1] == "0 []", result.stderr
 
 
-def test_load_or_train_loads_a_saved_model_silently(env, capsys):
+def test_load_or_train_loads_a_saved_model_silently_and_reads_no_data(env, capsys, monkeypatch):
+    monkeypatch.setattr(prepared, "load_dataset", refuse("load_dataset"))
     model = load_or_train("coco")
     assert model.checksum == load_model().checksum and capsys.readouterr().err == ""
+    assert load_or_train().checksum == model.checksum  # the default dataset: coco here
 
 
 def test_load_or_train_says_what_it_does_and_saves(env, tmp_path, capsys):
@@ -153,7 +155,8 @@ def test_load_or_train_says_what_it_does_and_saves(env, tmp_path, capsys):
     model = load_or_train("coco", path=path, progress=False, epochs=1)
     err = capsys.readouterr().err
     assert "No saved model for coco: training one now ('default' preset, 1 epoch," in err
-    assert "python -m capstone train --dataset coco" in err and "trained in" in err
+    assert "python -m capstone train --dataset coco --preset default" in err
+    assert "trained in" in err
     assert SearchModel.load(path).checksum == model.checksum
     assert json.loads(json.dumps(model.info))["settings"]["epochs"] == 1
 
