@@ -138,8 +138,12 @@ class Dataset:
         return rows
 
     def features_of(self, image_ids) -> np.ndarray:
-        """Feature rows (float32, shape (n, 512)) of the given image ids."""
-        return self.features[self.rows(image_ids)]
+        """Feature rows (float32, shape (n, 512)) of the given image ids.
+
+        All the images in order (a database's raw features) give a read-only view, not a copy
+        (170 MB at COCO size).
+        """
+        return rows_of_features(self.features, self.rows(image_ids))
 
     def captions_of(self, image_id: int) -> list:
         """All captions of one image (with or without features)."""
@@ -219,6 +223,15 @@ class Dataset:
             f"Dataset(name={self.name!r}, images={self.n_images}, captions={len(self.captions)}, "
             f"train={len(self.train_image_ids)}, validation={len(self.val_image_ids)})"
         )
+
+
+def rows_of_features(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``features[rows]``; every row in order is a read-only view instead of a copy."""
+    if len(rows) == len(features) and np.array_equal(rows, np.arange(len(features))):
+        view = features.view()
+        view.flags.writeable = False
+        return view
+    return features[rows]
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -202,7 +202,11 @@ class LivePlot:
         return True
 
     def close(self):
-        """Draw everything recorded; push the final PNG when live. Returns the figure."""
+        """Draw everything recorded; push the final PNG when live. Returns the figure.
+
+        Also lets go of ``validate`` (and what it holds: the caption embeddings, the data).
+        """
+        self.validate = None
         if not self.update(force=True):
             self.draw()
         return self.figure

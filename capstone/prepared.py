@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .captions import load_caption_store
-from .data import dataset_files, load_dataset, read_captions
+from .data import dataset_files, load_dataset, read_captions, rows_of_features
 from .database import ImageDatabase
 from .model import load_model
 from .paths import (check_dataset_name, default_database_path, default_dataset_name,
@@ -68,8 +68,8 @@ class SearchView:
         return rows
 
     def features_of(self, image_ids) -> np.ndarray:
-        """Feature rows (float32, shape (n, 512)) of the given image ids."""
-        return self.features[self.rows(image_ids)]
+        """Feature rows (float32, shape (n, 512)) of the given image ids (all: a view)."""
+        return rows_of_features(self.features, self.rows(image_ids))
 
     def __repr__(self) -> str:
         return f"SearchView(name={self.name!r}, images={self.n_images})"

@@ -249,6 +249,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         for bar in bars:
             bar.close()
 
+    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
     model = checkpoint.best_model()
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
@@ -271,6 +272,5 @@ def epoch_record(epoch, train, val, epoch_start) -> dict:
 def fit_text(dataset, glove=None) -> TextEmbedder:
     """A :class:`~capstone.text.TextEmbedder` fitted on the training captions only."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    mask = dataset.train_captions_mask
-    captions = [caption for caption, keep in zip(dataset.captions, mask) if keep]
+    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
     return TextEmbedder.fit(captions, glove, dataset.glove_name)

@@ -213,3 +213,17 @@ def test_the_features_pickles_first_read_is_announced(tmp_path, monkeypatch, cap
     assert "resnet18_features.pkl (0 MB): converting it once to a float32 .npz cache" in err
     store.load_features(tmp_path / data.FEATURES_FILE)
     assert capsys.readouterr().err == ""  # read from the cache, silently
+
+
+def test_all_features_in_order_are_a_read_only_view_and_a_subset_a_copy(tmp_path):
+    small_coco(tmp_path)
+    dataset = read_dataset(tmp_path, "coco")
+    every = dataset.features_of(dataset.image_ids)
+    assert np.shares_memory(every, dataset.features) and not every.flags.writeable
+    np.testing.assert_array_equal(every, dataset.features)
+    with pytest.raises(ValueError):
+        every[0, 0] = 1.0
+    reversed_ids = dataset.image_ids[::-1]
+    some = dataset.features_of(reversed_ids)
+    assert not np.shares_memory(some, dataset.features) and some.flags.writeable
+    np.testing.assert_array_equal(some, dataset.features[::-1])

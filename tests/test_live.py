@@ -76,6 +76,7 @@ def test_training_on_big_data_validates_within_epochs(monkeypatch):
     epoch_ends = accuracy["epoch_domain"][np.isin(accuracy["epoch_data"], [
         record["val_accuracy"] for record in history.records])]
     assert len(epoch_ends) >= 2  # the epochs' own validations are among the points
+    assert history.recorder.validate is None  # the history keeps no caption embeddings alive
 
 
 def test_the_class_preset_trades_epochs_for_bigger_batches():
