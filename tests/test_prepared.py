@@ -183,3 +183,18 @@ def test_word_vectors_are_gloves_words_and_vectors_without_gensim(env):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=True)
     assert result.stdout.splitlines()[-1] == "False", result.stderr
+
+
+def test_the_50d_words_are_read_from_a_plain_copy_after_the_first_time(tmp_path, monkeypatch):
+    import pyarrow.parquet
+
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path))
+    first = load_word_vectors("glove-50d")
+    [copy] = (tmp_path / "glove").glob("glove-50d-words-*.txt")
+    monkeypatch.setattr(pyarrow.parquet, "ParquetFile", refuse("the parquet index"))
+    assert load_word_vectors("glove-50d").index_to_key == first.index_to_key
+    copy.write_bytes(b"only\nthree\nwords")  # damaged: read from the package again
+    monkeypatch.undo()
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path))
+    assert load_word_vectors("glove-50d").index_to_key == first.index_to_key
+    assert len(copy.read_bytes().split(b"\n")) == len(first)
