@@ -15,21 +15,28 @@ import sys
 from pathlib import Path
 
 from . import paths
-from .bench import run_benchmarks
-from .data import download, load_dataset, load_features
-from .database import SPACES, ImageDatabase
 from .errors import CapstoneError, DataError
-from .evaluate import compare, evaluate, format_table
-from .glove import load_glove_file, unzip_glove
-from .model import check_model_path, load_model
 from .query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
-from .sample import read_marker, write_sample
-from .train import NEGATIVES, PRESETS, train
 
+# Each command imports what it uses when it runs: a search from a fresh process then loads no
+# training libraries (mygrad, noggin, matplotlib), which alone would take over a second.
 GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt.w2v"}
 MAX_QUERIES_BYTES = 16 * 2**20  # a queries file is typed text: more is the wrong file
 QUERY_SYNTAX = ("typos are corrected; -word leaves a word out; 2:word (or word:2) weighs it "
                 "twice; --image ID adds an image")
+SPACES = ("semantic", "features")  # capstone.database.SPACES
+NEGATIVES = ("hard", "random")  # capstone.triples.NEGATIVES
+PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) or class (COCO "
+               "size within a class period; see the README)")
+
+
+def preset_name(name: str) -> str:
+    """``--preset``'s value, checked against :data:`capstone.train.PRESETS` when given."""
+    from .train import PRESETS
+
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"choose one of {', '.join(sorted(PRESETS))}")
+    return name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     command.add_argument("--negatives", choices=NEGATIVES, help="bad images: hard or random")
     command.add_argument("--seed", type=int, default=0, help="seed of weights and triples")
-    command.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                         help="settings: default (tuned) or course (the course's)")
+    command.add_argument("--preset", type=preset_name, default="default", help=PRESET_HELP)
     command.add_argument("--out", help="model file (.npz; default: the dataset's model path)")
     command.set_defaults(func=train_command)
 
@@ -173,6 +179,8 @@ def json_text(value) -> str:
 # -- data ------------------------------------------------------------------------------------------
 def data_command(args) -> int:
     """``data``: a dataset's counts and file paths."""
+    from .data import load_dataset
+
     summary = load_dataset(args.dataset).summary()
     if args.json:
         print(json_text(summary))
@@ -185,6 +193,9 @@ def data_command(args) -> int:
 
 def download_command(args) -> int:
     """``download``: the course's files, then their fast caches."""
+    from .data import download, load_features
+    from .glove import load_glove_file, unzip_glove
+
     names = (paths.CAPTIONS_FILE, paths.FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])
     files = [download(name) for name in names]
     print("converting the features and GloVe to their fast caches (once)")
@@ -196,6 +207,8 @@ def download_command(args) -> int:
 
 def sample_command(args) -> int:
     """``sample``: write a sample dataset into a folder."""
+    from .sample import read_marker, write_sample
+
     out = write_sample(args.out, seed=args.seed, n_images=args.images)
     marker = read_marker(out)
     print(f"{out}: {marker['n_images']} images "
@@ -207,6 +220,9 @@ def sample_command(args) -> int:
 # -- training and evaluation -----------------------------------------------------------------------
 def train_command(args) -> int:
     """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
+    from .model import check_model_path
+    from .train import train
+
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     with contextlib.redirect_stdout(sys.stderr):
         model, history = train(args.dataset, args.preset, epochs=args.epochs,
@@ -222,6 +238,10 @@ def train_command(args) -> int:
 
 def evaluate_command(args) -> int:
     """``evaluate``: every metric of a trained model (``--compare``: beside baselines)."""
+    from .data import load_dataset
+    from .evaluate import compare, evaluate, format_table
+    from .model import load_model
+
     model = load_model(args.model, dataset=args.dataset)  # no model: fail before reading data
     dataset = load_dataset(args.dataset)
     result = compare(dataset, model) if args.compare else evaluate(model, dataset)
@@ -233,11 +253,14 @@ def evaluate_command(args) -> int:
 
 
 # -- search ----------------------------------------------------------------------------------------
-def database_for(dataset_name=None, model_path=None) -> ImageDatabase:
-    """The saved database of a dataset's images for a model, rebuilt when missing or stale."""
-    name = paths.check_dataset_name(dataset_name or paths.default_dataset_name(announce=True))
-    model = load_model(model_path, dataset=name)  # a missing model fails before loading data
-    return ImageDatabase.load_or_build(model, load_dataset(name))
+def database_for(dataset_name=None, model_path=None):
+    """The saved database of a dataset's images for a model, rebuilt when missing or stale.
+
+    Read with what search needs only (:func:`capstone.prepared.open_database`).
+    """
+    from .prepared import open_database
+
+    return open_database(dataset_name, model_path)
 
 
 def print_results(results: list[dict], as_json: bool) -> None:
@@ -344,5 +367,7 @@ def tags_command(args) -> int:
 
 def bench_command(args) -> int:
     """``bench``: run ``benchmarks/run.py``."""
+    from .bench import run_benchmarks
+
     only = ["--only", args.only] if args.only else []
     return run_benchmarks(only + (["--json", args.json] if args.json else []))

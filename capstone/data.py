@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .captions import load_caption_store
 from .errors import CapstoneError, DataError, MissingFileError
 from .glove import glove_path
 from .paths import (  # noqa: F401  (where data lives; importable from here as before)
@@ -53,6 +54,9 @@ from .store import (  # noqa: F401  (the features file's reader; importable from
 from .text import tokenize
 
 
+VOCABULARY_PART = 1 << 16  # captions tokenised together when counting the vocabulary
+
+
 @dataclass
 class Dataset:
     """Images with features, their captions, and a train/validation split by image.
@@ -67,13 +71,15 @@ class Dataset:
         Row ``i`` is the feature vector of ``image_ids[i]``.
     caption_ids, caption_image_ids : numpy.ndarray, shape (n_captions,), int64
         One entry per caption of an image that has features.
-    captions : list of str, length n_captions
-        The caption texts, aligned with ``caption_ids``.
-    urls : dict int -> str
+    captions : sequence of str, length n_captions
+        The caption texts, aligned with ``caption_ids``: a list, or (loaded from files) a
+        compact :class:`capstone.captions.Texts` that indexes, slices and iterates like one.
+    urls : mapping int -> str
         ``coco_url`` of every image in the json (with or without features).
-    image_captions : dict int -> list of str
-        Every image's captions (with or without features).
-    scenes : dict int -> dict or None
+    image_captions : mapping int -> list of str
+        Every image's captions (with or without features); loaded from files, derived from
+        the captions on access (:class:`capstone.captions.CaptionsByImage`), never stored twice.
+    scenes : mapping int -> dict, or None
         The sample's ground-truth scene records (``None`` for COCO).
     missing_image_ids : numpy.ndarray, int64
         Images in the json that have no features.
@@ -132,8 +138,12 @@ class Dataset:
         return rows
 
     def features_of(self, image_ids) -> np.ndarray:
-        """Feature rows (float32, shape (n, 512)) of the given image ids."""
-        return self.features[self.rows(image_ids)]
+        """Feature rows (float32, shape (n, 512)) of the given image ids.
+
+        All the images in order (a database's raw features) give a read-only view, not a copy
+        (170 MB at COCO size).
+        """
+        return rows_of_features(self.features, self.rows(image_ids))
 
     def captions_of(self, image_id: int) -> list:
         """All captions of one image (with or without features)."""
@@ -178,8 +188,13 @@ class Dataset:
     @functools.cached_property
     def vocabulary_size(self) -> int:
         """Number of distinct tokens over all captions (of images with or without features)."""
-        all_captions = itertools.chain.from_iterable(self.image_captions.values())
-        return len(set(tokenize("\n".join(all_captions))))
+        all_captions = getattr(self.image_captions, "all_texts", None)
+        if all_captions is None:
+            all_captions = list(itertools.chain.from_iterable(self.image_captions.values()))
+        words = set()
+        for start in range(0, len(all_captions), VOCABULARY_PART):  # bounds the token lists
+            words.update(tokenize("\n".join(all_captions[start : start + VOCABULARY_PART])))
+        return len(words)
 
     @property
     def train_captions_mask(self) -> np.ndarray:
@@ -208,6 +223,15 @@ class Dataset:
             f"Dataset(name={self.name!r}, images={self.n_images}, captions={len(self.captions)}, "
             f"train={len(self.train_image_ids)}, validation={len(self.val_image_ids)})"
         )
+
+
+def rows_of_features(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``features[rows]``; every row in order is a read-only view instead of a copy."""
+    if len(rows) == len(features) and np.array_equal(rows, np.arange(len(features))):
+        view = features.view()
+        view.flags.writeable = False
+        return view
+    return features[rows]
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -270,25 +294,27 @@ def read_dataset(
         captions_path = Path(folder_or_paths).resolve() / CAPTIONS_FILE
         features_path = Path(folder_or_paths).resolve() / FEATURES_FILE
     remedy = _remedy(name, captions_path.parent)
-    coco = read_captions(captions_path, remedy)
+    coco = load_caption_store(captions_path, read_captions, remedy)  # compact, cached
     feature_image_ids, features = load_features(features_path, remedy)
 
-    keep = np.isin(feature_image_ids, coco["image_ids"])
-    image_ids, features = feature_image_ids[keep], features[keep]
-    with_features = np.isin(coco["caption_image_ids"], image_ids)
+    keep = np.isin(feature_image_ids, coco.image_ids)
+    if not keep.all():  # else no copy: at COCO size the features are 170 MB
+        feature_image_ids, features = feature_image_ids[keep], features[keep]
+    image_ids = feature_image_ids
+    with_features = np.isin(coco.caption_image_ids, image_ids)
     glove_name = "glove-50d" if name == "sample" else glove_name_in(captions_path.parent)
     return Dataset(
         name=name,
         image_ids=image_ids,
         features=features,
-        caption_ids=coco["caption_ids"][with_features],
-        caption_image_ids=coco["caption_image_ids"][with_features],
-        captions=list(itertools.compress(coco["captions"], with_features.tolist())),
-        urls=coco["urls"],
-        image_captions=coco["image_captions"],
-        scenes=coco["scenes"],
-        missing_image_ids=np.setdiff1d(coco["image_ids"], image_ids),
-        n_captions_total=len(coco["captions"]),
+        caption_ids=coco.caption_ids[with_features],
+        caption_image_ids=coco.caption_image_ids[with_features],
+        captions=coco.captions[with_features],
+        urls=coco.urls,
+        image_captions=coco.image_captions,
+        scenes=coco.scenes,
+        missing_image_ids=np.setdiff1d(coco.image_ids, image_ids),
+        n_captions_total=len(coco.captions),
         paths={
             "captions": str(captions_path),
             "features": str(features_path),
@@ -298,6 +324,21 @@ def read_dataset(
         train_fraction=train_fraction,
         seed=seed,
     )
+
+
+def dataset_files(name: str | None = None) -> dict:
+    """A dataset's files, without reading them: ``captions`` and ``features`` paths, ``remedy``.
+
+    ``name`` as in :func:`load_dataset`; ``remedy`` says what to do about a bad file.
+    """
+    name = check_dataset_name(name) if name else default_dataset_name(announce=True)
+    source = ensure_sample() if name == "sample" else coco_paths()
+    if isinstance(source, dict):
+        files = {key: Path(source[key]).resolve() for key in ("captions", "features")}
+    else:
+        folder = Path(source).resolve()
+        files = {"captions": folder / CAPTIONS_FILE, "features": folder / FEATURES_FILE}
+    return {**files, "name": name, "remedy": _remedy(name, files["captions"].parent)}
 
 
 def _remedy(name: str, folder: Path) -> str:

@@ -5,6 +5,10 @@ do not run, and an ipympl figure stays blank under "Run All" until the kernel is
 in both is an ordinary PNG re-shown through an IPython display handle: :class:`LivePlot` lets
 noggin record and draw, and, at most every so often, pushes a fresh PNG of the figure to one
 display slot. Outside a Jupyter kernel it only records, and draws the final figure at the end.
+
+At COCO size an epoch is 10,000 batches, so two more things keep the curves readable: a moving
+average drawn over the noisy per-batch curve, and (given a ``validate`` function) a validation
+point every :data:`VALIDATE_EVERY` training triples, not only at each epoch's end.
 """
 
 from __future__ import annotations
@@ -15,6 +19,19 @@ import warnings
 from collections import deque
 
 import noggin
+import numpy as np
+
+VALIDATE_EVERY = 100_000  # training triples between validation points (a COCO epoch: ~331,000)
+SMOOTHING = 50  # the moving average spans 1/50 of the batches so far
+
+
+def moving_average(values, window: int) -> np.ndarray:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    values = np.asarray(values, dtype=np.float64)
+    sums = np.cumsum(np.r_[0.0, values])
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    ends = np.arange(1, len(values) + 1)
+    return (sums[ends] - sums[ends - counts]) / counts
 
 
 def in_jupyter_kernel() -> bool:
@@ -53,6 +70,12 @@ class LivePlot:
         Seconds between two redraws at least.
     last_n_batches : int, optional
         Show only the latest batches (noggin's option).
+    validate : callable, optional
+        ``validate() -> {"loss": ..., "accuracy": ...}`` of the model now; called (and recorded
+        as a validation point) once ``validate_every`` training triples went by since the last
+        validation point. The epoch's own validation (:meth:`set_test_epoch`) resets the count.
+    validate_every : int, optional
+        Training triples between validation points (default :data:`VALIDATE_EVERY`).
     clock : callable
         Seconds as a float; tests pass a fake.
 
@@ -74,6 +97,8 @@ class LivePlot:
         max_fraction_spent_plotting: float = 0.1,
         min_interval: float = 0.5,
         last_n_batches: int | None = None,
+        validate=None,
+        validate_every: int | None = None,
         clock=time.perf_counter,
     ):
         with warnings.catch_warnings():  # noggin warns that its own (nbAgg) live mode is off
@@ -89,6 +114,9 @@ class LivePlot:
         self.max_fraction_spent_plotting = max_fraction_spent_plotting
         self.min_interval = min_interval
         self.clock = clock
+        self.validate, self.validate_every = validate, validate_every or VALIDATE_EVERY
+        self._since_validation = 0
+        self._smoothed = {}  # metric -> its moving-average line
         self.n_updates = 0
         self._plot_seconds = deque(maxlen=4)
         self._last_update = clock()
@@ -113,8 +141,14 @@ class LivePlot:
         return self.plotter.test_metrics
 
     def set_train_batch(self, metrics: dict, batch_size: int):
-        """Record one training batch's metrics; redraw if due."""
+        """Record one training batch's metrics; validate and redraw if due."""
         self.plotter.set_train_batch(metrics, batch_size=batch_size, plot=False)
+        self._since_validation += batch_size
+        if self.validate is not None and self._since_validation >= self.validate_every:
+            validation = self.validate()
+            self.set_test_batch({name: validation[name] for name in self.plotter.metrics
+                                 if name in validation}, batch_size=1)
+            self.set_test_epoch()  # a point on the validation curve, at this batch
         self.update()
 
     def set_train_epoch(self):
@@ -126,8 +160,9 @@ class LivePlot:
         self.plotter.set_test_batch(metrics, batch_size=batch_size)
 
     def set_test_epoch(self):
-        """Close a validation epoch and redraw, if due."""
+        """Close a validation epoch (a validation point) and redraw, if due."""
         self.plotter.set_test_epoch()
+        self._since_validation = 0
         self.update()
 
     # -- drawing -------------------------------------------------------------------------------
@@ -167,25 +202,54 @@ class LivePlot:
         return True
 
     def close(self):
-        """Draw everything recorded; push the final PNG when live. Returns the figure."""
+        """Draw everything recorded; push the final PNG when live. Returns the figure.
+
+        Also lets go of ``validate`` (and what it holds: the caption embeddings, the data).
+        """
+        self.validate = None
         if not self.update(force=True):
             self.draw()
         return self.figure
 
     def draw(self):
-        """Let noggin draw everything recorded, then fit the layout (titles, axis labels).
+        """Let noggin draw everything recorded, add the moving averages, fit the layout.
 
         noggin calls the held-out curve "test"; here it is the validation split, so the legend
         says so.
         """
         self.plotter.plot()
+        self.draw_moving_averages()
         for ax in self.figure.axes:
             for label in (ax.get_legend().get_texts() if ax.get_legend() else []):
                 if label.get_text().startswith("test"):
                     label.set_text("validation" + label.get_text()[len("test"):])
         self.figure.tight_layout()
 
+    def draw_moving_averages(self):
+        """Over each per-batch curve, its moving average (when there are 100 batches or more).
 
-def new_recorder(plot: bool, live: bool | None = None):
-    """noggin's recorder: a :class:`LivePlot` (drawn, live in a notebook) or a bare logger."""
-    return LivePlot(("loss", "accuracy"), live=live) if plot else noggin.LiveLogger()
+        The window is 1/:data:`SMOOTHING` of the batches so far; the raw curve is drawn faint.
+        """
+        for name, record in self.plotter._train_metrics.items():  # noggin's live records
+            values = record.batch_data
+            if len(values) < 2 * SMOOTHING or record.batch_line is None:
+                continue
+            window = len(values) // SMOOTHING
+            if name not in self._smoothed:
+                record.batch_line.set_alpha(0.35)
+                (self._smoothed[name],) = record.batch_line.axes.plot(
+                    [], [], color=record.batch_line.get_color(), lw=1.5)
+            line = self._smoothed[name]
+            line.set_data(record.batch_domain, moving_average(values, window))
+            line.set_label(f"train, mean of {window} batches")
+            line.axes.legend()
+
+
+def new_recorder(plot: bool, live: bool | None = None, validate=None):
+    """noggin's recorder: a :class:`LivePlot` (drawn, live in a notebook) or a bare logger.
+
+    ``validate`` is :class:`LivePlot`'s (validation points within long epochs), when drawn.
+    """
+    if not plot:
+        return noggin.LiveLogger()
+    return LivePlot(("loss", "accuracy"), live=live, validate=validate)

@@ -4,24 +4,32 @@ A :class:`SearchModel` is what training produces and search uses: the image embe
 (:mod:`capstone.image`), the text embedder (:mod:`capstone.text`), and a JSON-able ``info``
 record (dataset, GloVe name and dimension, settings, metrics). It is saved as one ``.npz`` file
 of plain arrays, read without pickles.
+
+The file also holds the GloVe vectors of the text embedder's vocabulary (``vocab_vectors``), so
+a loaded model embeds texts of known words without reading the full GloVe (400,000 words: over a
+second and about 180 MB). The full GloVe is loaded on first need: a word outside the vocabulary
+(it may still be in GloVe), many texts at once, or :attr:`SearchModel.text` itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError, MissingFileError
-from .glove import load_glove
+from .glove import GLOVE_NAMES, WordVectors, load_word_vectors
 from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
 from .paths import check_writable, default_dataset_name, default_model_path
 from .store import read_npz, write_npz
-from .text import TextEmbedder, unit_rows  # noqa: F401  (unit_rows: its old import path)
+from .text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (unit_rows: old path)
 
 FORMAT = "capstone-search-model/1"
+VOCAB_VECTORS = "vocab_vectors"  # the vocabulary's GloVe rows, in the file beside the arrays
+FEW_TEXTS = 64  # up to this many texts are checked word by word before reading the full GloVe
 
 
 class SearchModel:
@@ -42,23 +50,60 @@ class SearchModel:
         self.image, self.text = image, text
         self.info = {"glove_name": text.glove_name, "dim": int(text.dim), **(info or {})}
 
+    @property
+    def text(self) -> TextEmbedder:
+        """The text embedder, over the full GloVe (read now if only the vocabulary's was)."""
+        if self._full_glove is not None:
+            self._text = TextEmbedder.from_arrays(self._text.to_arrays(), self._full_glove())
+            self._full_glove = self._vocab = None
+        return self._text
+
+    @text.setter
+    def text(self, text: TextEmbedder) -> None:
+        self._text, self._full_glove, self._vocab = text, None, None
+
+    def vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
+        """The text embedder's words and their IDF, without reading any word vectors."""
+        return self._text.vocab, self._text.idf
+
+    def _text_for(self, texts) -> TextEmbedder:
+        """The embedder for a list of texts: the vocabulary's when it knows every word of them."""
+        if self._full_glove is None:
+            return self._text
+        if len(texts) <= FEW_TEXTS and all(isinstance(text, str) for text in texts):
+            if self._vocab is None:  # stop words weigh 0 whether GloVe has them or not
+                self._vocab = set(self._text.vocab.tolist())
+                self._vocab |= STOP_WORDS if self._text.stop_words else set()
+            if all(word in self._vocab for text in texts for word in tokenize(text)):
+                return self._text
+        return self.text
+
     def embed_images(self, features) -> np.ndarray:
         """``(n, D)`` float32 unit embeddings of image features."""
         return self.image.embed(features)
 
     def embed_text(self, texts) -> np.ndarray:
         """``(n, D)`` float32 unit embeddings of texts (zero rows: no known word)."""
-        return self.text.embed(texts)
+        if isinstance(texts, str):
+            return self._text.embed(texts)  # its TypeError says what to do
+        texts = texts if isinstance(texts, Sequence) else list(texts)
+        return self._text_for(texts).embed(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         """``(D,)`` unit embedding of one query; ``ValueError`` when no word is known."""
-        return self.text.embed_query(text)
+        return self._text_for([text] if isinstance(text, str) else []).embed_query(text)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array the model is made of, under the names the file uses."""
         image = {f"image_{name}": value for name, value in self.image.get_arrays().items()}
-        text = {f"text_{name}": np.asarray(value) for name, value in self.text.to_arrays().items()}
+        text = {f"text_{name}": np.asarray(value) for name, value in self._text.to_arrays().items()}
         return {**image, **text}
+
+    def vocab_vectors(self) -> np.ndarray:
+        """``(len(vocab), D)`` float32: the GloVe vector of each word of the text embedder."""
+        glove = self._text.glove
+        rows = [glove.key_to_index[word] for word in self._text.vocab.tolist()]
+        return np.asarray(glove.vectors[rows], dtype=np.float32).reshape(len(rows), -1)
 
     @property
     def checksum(self) -> str:
@@ -74,11 +119,15 @@ class SearchModel:
         """Write the model to a ``.npz`` file atomically (write, then rename); returns the path."""
         info = np.array(json.dumps(self.info, sort_keys=True))
         return write_npz(check_model_path(path), {"format": np.array(FORMAT), "info": info,
-                                                  **self.arrays()})
+                                                  **self.arrays(),
+                                                  VOCAB_VECTORS: self.vocab_vectors()})
 
     @classmethod
     def load(cls, path, glove=None) -> SearchModel:
         """Read a model written by :meth:`save`; ``glove`` defaults to the one it names.
+
+        Without ``glove``, the model starts with its vocabulary's vectors from the file and
+        reads the GloVe it names when first needed (see the module's docstring).
 
         Raises
         ------
@@ -94,7 +143,11 @@ class SearchModel:
                 raise ValueError(arrays["format"])
             info = json.loads(str(arrays["info"]))
             given = glove is not None
-            glove = glove if given else load_glove(info["glove_name"])
+            glove_name = info["glove_name"]
+            if not given and glove_name not in GLOVE_NAMES:  # now: the full GloVe may come later
+                raise ValueError(f"unknown GloVe name {glove_name!r}")
+            vocab_glove = not given and vocab_word_vectors(arrays)
+            glove = vocab_glove or (glove if given else load_word_vectors(glove_name))
         except MissingFileError:  # the GloVe it names is not downloaded: that message says how
             raise
         except (KeyError, ValueError, TypeError):
@@ -104,19 +157,33 @@ class SearchModel:
                           if name.startswith(prefix)} for prefix in ("text_", "image_")}
         try:
             text = TextEmbedder.from_arrays(parts["text_"], glove)
-            return cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+            model = cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
         except DataError as error:
             if given:  # the caller's GloVe does not fit the model: say which it needs
                 raise DataError(f"{path}: {error}") from None
             reason = error
         except (KeyError, ValueError, TypeError, IndexError) as error:
             reason = f"{type(error).__name__}: {error}"
+        else:
+            if vocab_glove:
+                model._full_glove = lambda: load_word_vectors(glove_name)
+            return model
         raise DataError(f"{path} is a damaged capstone model file ({reason}); {retrain}")
 
     def __repr__(self) -> str:
         d_in, d_out = self.image.shape
-        return (f"SearchModel(dataset={self.info.get('dataset')!r}, glove={self.text.glove_name!r}, "
+        return (f"SearchModel(dataset={self.info.get('dataset')!r}, glove={self._text.glove_name!r}, "
                 f"{d_in}->{d_out}, checksum={self.checksum[:12]})")
+
+
+def vocab_word_vectors(arrays: dict):
+    """The vocabulary's vectors saved in a model file as :class:`WordVectors`, else ``None``."""
+    vocab, vectors = arrays.get("text_vocab"), arrays.get(VOCAB_VECTORS)
+    if vocab is None or vectors is None or vectors.ndim != 2 or len(vectors) != len(vocab):
+        return None
+    if vectors.shape[1] != int(arrays.get("text_dim", -1)):
+        return None
+    return WordVectors(vocab.tolist(), vectors)
 
 
 def check_model_path(path, *, writable: bool = False) -> Path:

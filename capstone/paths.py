@@ -176,6 +176,28 @@ def held_notices():
         _held_notices = outer
 
 
+def say(message: str) -> None:
+    """Print a status line (what a slow step is doing): stdout in a notebook, else stderr."""
+    print(message, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr, flush=True)
+
+
+#: Bytes a file's first read takes per second, roughly (the 2-core build machine, under load).
+FIRST_READ_BYTES_PER_SECOND = 20_000_000
+
+
+def announce_first_read(path: os.PathLike | str, what: str, at_least: int = 10_000_000,
+                        bytes_per_second: float = FIRST_READ_BYTES_PER_SECOND) -> bool:
+    """Say, for a file of ``at_least`` bytes, that its first read is slow, why, and how long.
+
+    Returns whether it said so.
+    """
+    size = Path(path).stat().st_size
+    if size >= at_least:
+        seconds = max(1, round(size / bytes_per_second))
+        say(f"reading {Path(path).name} ({size / 1e6:.0f} MB): {what}, about {seconds} s")
+    return size >= at_least
+
+
 def default_dataset_name(*, announce: bool = False) -> str:
     """The dataset used when none is named.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
-from .paths import atomic_write, cache_dir, notice
+from .paths import announce_first_read, atomic_write, cache_dir, notice
 
 FEATURE_DIM = 512
 
@@ -112,6 +112,7 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
         if arrays is not None:
             break
     else:
+        announce_first_read(path, "converting it once to a float32 .npz cache")
         arrays = _finite_rows(*_read_features_pickle(path, remedy))
         for cache in caches:
             try:
@@ -134,6 +135,26 @@ def _finite_rows(image_ids: np.ndarray, features: np.ndarray) -> tuple:
     ids of the others (a float64 sum of float32 values cannot overflow, so one check a row)."""
     finite = np.isfinite(features.sum(axis=1, dtype=np.float64))
     return image_ids[finite], features[finite], image_ids[~finite]
+
+
+def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
+    """The sorted image ids of a features file, leaving the features on disk.
+
+    Read from the ``.npz`` cache alone when it is current (an ``.npz`` member is read only when
+    asked for); else through :func:`load_features`, which checks the file and writes the cache.
+    """
+    path = Path(path)
+    if path.is_file():
+        stamp = _stamp(path)
+        for cache in features_cache_paths(path):
+            try:
+                with np.load(cache, allow_pickle=False) as arrays:
+                    if (np.array_equal(arrays["source_stamp"], stamp)
+                            and "nonfinite_ids" in arrays.files):  # else an older layout
+                        return arrays["image_ids"]
+            except Exception:  # missing or damaged: load_features below deals with it
+                continue
+    return load_features(path, remedy)[0]
 
 
 def features_cache_paths(path: os.PathLike | str) -> list:

@@ -10,13 +10,14 @@ texts are stripped and lower-cased as bytes, and an unknown word costs one faile
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 
 import numpy as np
 
 _PUNCTUATION_BYTES = string.punctuation.encode("ascii")
 _SEPARATOR = "\x00"  # joins texts so that they are tokenised in one pass
 _SEPARATOR_ROW, _UNKNOWN_ROW = -2, -1
-CHUNK = 2**16  # texts tokenised together: bounds the memory of the token list
+CHUNK = 2**14  # texts tokenised together: bounds the memory of the token list (~25 MB)
 
 
 class RowLookup(dict):
@@ -66,10 +67,15 @@ def token_rows(texts: list, lookup: RowLookup) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chunks(texts) -> list:
-    """The texts as lists of at most ``CHUNK``, after checking that they are a list of texts."""
+    """The texts in parts of at most ``CHUNK``, after checking that they are a list of texts.
+
+    A sequence is sliced, so a compact one (:class:`capstone.captions.Texts`) decodes one part
+    at a time, not all its texts at once; any other iterable is listed first.
+    """
     if isinstance(texts, str):
         raise TypeError("expected a list of texts, got one str: wrap it in a list")
-    texts = list(texts)
+    if not isinstance(texts, Sequence):
+        texts = list(texts)
     return [texts[start : start + CHUNK] for start in range(0, len(texts), CHUNK)]
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint
 from .data import load_dataset
 from .evaluate import evaluate
-from .glove import load_glove
+from .glove import load_word_vectors
 from .image import ImageEmbedder
 from .live import new_recorder
 from .paths import default_model_path
@@ -78,6 +78,7 @@ PRESETS = {
     "default": Settings(),
     # The course's settings: SGD lr 1e-3 with momentum 0.9, margin 0.25, 25 candidates.
     "course": Settings(lr=1e-3, optimizer="sgd", margin=0.25, n_candidates=25),
+    "class": Settings(epochs=6, batch_size=256),  # COCO size in 3 min: README "For instructors"
 }
 
 
@@ -210,7 +211,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     rng = np.random.default_rng(settings.seed)
     image = ImageEmbedder(dataset.features.shape[1], text.dim, seed=settings.seed)
     optim = make_optimizer(settings, image.parameters)
-    recorder = new_recorder(plot, live)
+    recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
+        image, dataset, caption_embeddings, validation, settings.margin))
     history = History(recorder=recorder)
     preset = chosen if isinstance(chosen, str) else None
     info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
@@ -247,6 +249,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         for bar in bars:
             bar.close()
 
+    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
     model = checkpoint.best_model()
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
@@ -268,6 +271,6 @@ def epoch_record(epoch, train, val, epoch_start) -> dict:
 
 def fit_text(dataset, glove=None) -> TextEmbedder:
     """A :class:`~capstone.text.TextEmbedder` fitted on the training captions only."""
-    glove = load_glove(dataset.glove_name) if glove is None else glove
+    glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
     captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
     return TextEmbedder.fit(captions, glove, dataset.glove_name)

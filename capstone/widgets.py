@@ -59,10 +59,15 @@ def example_words(model, n: int = 3, embeddings=None, candidates: int = 200) -> 
     for word in words:
         if len(chosen) == n:
             break
-        if not any(word.startswith(c) or c.startswith(word) or glove.similarity(word, c) >= 0.7
+        if not any(word.startswith(c) or c.startswith(word) or cosine(glove[word], glove[c]) >= 0.7
                    for c in chosen):
             chosen.append(word)
     return chosen
+
+
+def cosine(a, b) -> float:
+    """The cosine of two vectors."""
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
 
 
 class ResultsSlider(widgets.IntSlider):

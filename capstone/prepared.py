@@ -1,0 +1,179 @@
+"""The saved model and image database, opened fast; trained or built, saying so, when missing.
+
+A search needs the model (weights, vocabulary, IDF and the vocabulary's GloVe vectors), the image
+database (ids and embeddings) and, for the few results it shows, their urls and captions.
+:func:`open_database` reads just those: a :class:`SearchView` of the dataset (the compact caption
+cache of :mod:`capstone.captions` and the features cache's ids), not the features, the full
+GloVe or the captions JSON. At COCO size that is what makes ``python -m capstone search`` start
+in about a second.
+
+:func:`load_or_train` is what a notebook or the app calls for a model: the saved one, else one
+trained now, with a line saying so and how long it takes, and a progress bar.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .captions import load_caption_store
+from .data import dataset_files, load_dataset, read_captions, rows_of_features
+from .database import ImageDatabase
+from .model import load_model
+from .paths import (check_dataset_name, default_database_path, default_dataset_name,
+                    default_model_path, say)
+from .store import load_feature_ids, load_features
+
+#: Seconds per training triple and per batch (one BLAS thread), measured on the 2-core build
+#: machine at COCO size: what the announced training time is estimated from.
+SECONDS_PER_TRIPLE, SECONDS_PER_BATCH = 1.2e-5, 4.5e-4
+
+
+class SearchView:
+    """What search needs of a dataset, without its features or its list of captions.
+
+    Stands in for a :class:`capstone.data.Dataset` in an :class:`ImageDatabase`: ``name``,
+    ``image_ids`` (the images with features), ``urls``, ``image_captions`` and ``scenes`` as
+    a Dataset has them; the features are read on first use (:meth:`features_of`).
+    """
+
+    def __init__(self, name: str, image_ids, store, features_path, remedy: str = ""):
+        self.name, self.image_ids = name, np.asarray(image_ids, dtype=np.int64)
+        self.urls, self.image_captions = store.urls, store.image_captions
+        self.scenes = store.scenes
+        self._features_path, self._remedy, self._features = features_path, remedy, None
+
+    @property
+    def n_images(self) -> int:
+        """Number of images with features."""
+        return len(self.image_ids)
+
+    @property
+    def features(self) -> np.ndarray:
+        """``(n_images, 512)`` float32, read on first use."""
+        if self._features is None:
+            image_ids, features = load_features(self._features_path, self._remedy)
+            self._features = features[np.isin(image_ids, self.image_ids)]
+        return self._features
+
+    def rows(self, image_ids) -> np.ndarray:
+        """Row indices of image ids (``KeyError`` for an image without features)."""
+        image_ids = np.atleast_1d(np.asarray(image_ids, dtype=np.int64))
+        rows = np.minimum(np.searchsorted(self.image_ids, image_ids), len(self.image_ids) - 1)
+        bad = self.image_ids[rows] != image_ids
+        if bad.any():
+            raise KeyError(f"image_id {int(image_ids[bad][0])} is not in the {self.name} "
+                           f"dataset's images with features")
+        return rows
+
+    def features_of(self, image_ids) -> np.ndarray:
+        """Feature rows (float32, shape (n, 512)) of the given image ids (all: a view)."""
+        return rows_of_features(self.features, self.rows(image_ids))
+
+    def __repr__(self) -> str:
+        return f"SearchView(name={self.name!r}, images={self.n_images})"
+
+
+def load_search_view(name: str | None = None) -> SearchView:
+    """A dataset's :class:`SearchView` (``name`` as in :func:`capstone.data.load_dataset`)."""
+    files = dataset_files(name)
+    store = load_caption_store(files["captions"], read_captions, files["remedy"])
+    feature_ids = load_feature_ids(files["features"], files["remedy"])
+    image_ids = feature_ids[np.isin(feature_ids, store.image_ids)]
+    return SearchView(files["name"], image_ids, store, files["features"], files["remedy"])
+
+
+def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
+    """The saved image database of a dataset with its model, read fast for search.
+
+    Parameters
+    ----------
+    dataset : str, capstone.data.Dataset or None
+        A dataset or its name (default: :func:`capstone.paths.default_dataset_name`'s). Given a
+        name, only a :class:`SearchView` of it is read.
+    model : capstone.model.SearchModel, path-like or None
+        The model, or its file (default: the dataset's saved model).
+    path : path-like, optional
+        The database file (default: :func:`capstone.paths.default_database_path`).
+
+    Returns
+    -------
+    ImageDatabase
+        Loaded when the saved one matches the model and the images, else built (saying so)
+        from the full dataset and saved.
+    """
+    if dataset is None or isinstance(dataset, str):
+        name = check_dataset_name(dataset) if dataset else default_dataset_name(announce=True)
+        if not hasattr(model, "checksum"):
+            model = load_model(model, dataset=name)  # a missing model fails before any data
+        view = load_search_view(name)
+    else:
+        view = dataset
+        if not hasattr(model, "checksum"):
+            model = load_model(model, dataset=view.name)
+    path = path or default_database_path(view.name)
+    try:
+        return ImageDatabase.load(path, model, view)
+    except (OSError, ValueError):  # missing, stale or damaged: build it from the dataset
+        pass
+    say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
+    full = view if hasattr(view, "captions") else load_dataset(view.name)
+    database = ImageDatabase.build(model, full)
+    database.save(path)
+    return database
+
+
+def training_estimate(dataset, settings) -> float:
+    """Rough seconds that :func:`capstone.train.train` takes with ``settings`` on ``dataset``."""
+    n_triples = int(np.count_nonzero(dataset.train_captions_mask))
+    n_batches = -(-n_triples // settings.batch_size)
+    return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
+
+
+def load_or_train(dataset=None, *, preset: str | None = None, path=None, progress: bool = True,
+                  **changes):
+    """The dataset's saved model, or one trained and saved now.
+
+    Training says first, in one line, what it does and about how long it takes, then shows
+    progress bars (epochs, batches).
+
+    Parameters
+    ----------
+    dataset : capstone.data.Dataset or str, optional
+        By default :func:`capstone.data.load_dataset`'s; loaded only to train.
+    preset : str, optional
+        Settings to train with when no model is saved: by default ``"class"`` for a dataset of
+        more than 10,000 images (it fits a class period at COCO size), else ``"default"``.
+    path : path-like, optional
+        The model file (default: the dataset's).
+    progress : bool
+        Show the progress bars.
+    **changes
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.train.train` takes them.
+
+    Returns
+    -------
+    capstone.model.SearchModel
+    """
+    name = getattr(dataset, "name", dataset) or default_dataset_name(announce=True)
+    try:
+        return load_model(path, dataset=name)  # nothing else is read for a saved model
+    except FileNotFoundError:
+        pass
+    from .train import resolve_settings, train  # training's libraries load only when it runs
+
+    dataset = load_dataset(name) if isinstance(dataset, str) or dataset is None else dataset
+    preset = preset or ("class" if dataset.n_images > 10_000 else "default")
+    settings = resolve_settings(preset, **changes)
+    minutes = training_estimate(dataset, settings) / 60
+    took = f"about {minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
+    out = path or default_model_path(dataset.name)
+    say(f"No saved model for {dataset.name}: training one now ({preset!r} preset, "
+        f"{settings.epochs} epoch{'s' * (settings.epochs != 1)}, {took}); it is saved to {out}. "
+        f"`python -m capstone train --dataset {dataset.name} --preset {preset}` does this "
+        f"before class.")
+    started = time.perf_counter()
+    model, _ = train(dataset, preset, out=out, plot=False, progress=progress, **changes)
+    say(f"trained in {time.perf_counter() - started:.0f} s")
+    return model
