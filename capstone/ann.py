@@ -50,7 +50,7 @@ def build_index(embeddings, kind: str = "exact", **params):
     ImportError
         For ``"hnsw"`` or ``"ivfpq"`` when faiss is not installed.
     """
-    if kind not in _CLASSES:
+    if not isinstance(kind, str) or kind not in _CLASSES:
         raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
     cls = _CLASSES[kind]
     allowed = list(inspect.signature(cls.__init__).parameters)[2:]
