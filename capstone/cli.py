@@ -19,10 +19,14 @@ from .data import download, load_dataset, load_features
 from .database import SPACES, ImageDatabase
 from .errors import CapstoneError, DataError
 from .evaluate import compare, evaluate, format_table
+from .further.embedders import EMBEDDERS
+from .further.losses import LOSSES
+from .further.sif import WEIGHTINGS, fit_text_weighted
+from .glove import load_glove
 from .glove import load_glove_file, unzip_glove
 from .model import load_model
 from .sample import read_marker, write_sample
-from .train import NEGATIVES, PRESETS, train
+from .train import NEGATIVES, PRESETS, resolve_settings, train
 
 GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt.w2v"}
 
@@ -73,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--preset", choices=sorted(PRESETS), default="default",
                          help="settings: default (tuned) or course (the course's)")
     command.add_argument("--out", help="model file (.npz; default: the dataset's model path)")
+    command.add_argument("--embedder", choices=EMBEDDERS,
+                         help="image embedder: linear (x @ M + b) or mlp (one hidden ReLU layer)")
+    command.add_argument("--hidden", type=int, help="the mlp's hidden width")
+    command.add_argument("--loss", choices=LOSSES,
+                         help="margin ranking on triples, or contrastive (in-batch softmax)")
+    command.add_argument("--temperature", type=float, help="the contrastive loss's temperature")
+    command.add_argument("--margin", type=float, help="the margin loss's margin")
+    command.add_argument("--batch-size", type=int, help="captions per training step")
+    command.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                         help="standardise the features (mean and spread of the training images)")
+    command.add_argument("--weighting", choices=WEIGHTINGS, default="idf",
+                         help="caption word weights: idf (default), mean or sif")
     command.set_defaults(func=train_command)
 
     command = commands.add_parser(
@@ -81,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.add_argument("--compare", action="store_true",
-                         help="also the untrained model and chance, side by side")
+                         help="also the untrained model, the ridge reference and chance")
     command.set_defaults(func=evaluate_command)
 
     command = commands.add_parser("search", parents=[common],
@@ -175,10 +191,17 @@ def sample_command(args) -> int:
 def train_command(args) -> int:
     """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
     out = args.out or paths.default_model_path(args.dataset)
+    changes = {name: getattr(args, name) for name in (
+        "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
+        "batch_size", "standardize")}
+    resolve_settings(args.preset, **changes)  # bad settings are refused before reading data
     with contextlib.redirect_stdout(sys.stderr):
-        model, history = train(args.dataset, args.preset, epochs=args.epochs,
-                               negatives=args.negatives, seed=args.seed, out=out, live=False,
-                               plot=False, progress=sys.stderr.isatty())
+        dataset = load_dataset(args.dataset)
+        text = None
+        if args.weighting != "idf":
+            text = fit_text_weighted(dataset, load_glove(dataset.glove_name), args.weighting)
+        model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
+                               progress=sys.stderr.isatty(), **changes)
     saved = not history.interrupted or history.best_epoch > 0
     summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
                "checksum": model.checksum, "interrupted": history.interrupted,

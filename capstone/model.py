@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
+from .further.embedders import embedder_from_arrays
+from .further.sif import text_embedder_class
 from .glove import load_glove
 from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
 from .paths import default_dataset_name, default_model_path
@@ -30,6 +32,7 @@ class SearchModel:
     Parameters
     ----------
     image : ImageEmbedder
+        Or another image embedder with its interface (:mod:`capstone.further.embedders`).
     text : capstone.text.TextEmbedder
     info : dict, optional
         JSON-able record: ``dataset``, ``glove_name``, ``dim``, ``settings``, ``metrics``.
@@ -99,8 +102,8 @@ class SearchModel:
                             f"damaged; {retrain}") from None
         parts = {prefix: {name[len(prefix):]: value for name, value in arrays.items()
                           if name.startswith(prefix)} for prefix in ("text_", "image_")}
-        text = TextEmbedder.from_arrays(parts["text_"], glove)
-        return cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+        text = text_embedder_class(parts["text_"]).from_arrays(parts["text_"], glove)
+        return cls(embedder_from_arrays(parts["image_"]), text, info)
 
     def __repr__(self) -> str:
         d_in, d_out = self.image.shape
