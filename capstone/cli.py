@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="image embedder: linear (x @ M + b) or mlp (one hidden ReLU layer)")
     command.add_argument("--hidden", type=int, help="the mlp's hidden width")
     command.add_argument("--loss", choices=LOSSES,
-                         help="margin ranking on triples, or contrastive (in-batch softmax)")
+                         help="margin ranking on triples; contrastive (in-batch softmax over "
+                         "images) or contrastive-both (and over captions, as CLIP)")
     command.add_argument("--temperature", type=float, help="the contrastive loss's temperature")
     command.add_argument("--margin", type=float, help="the margin loss's margin")
     command.add_argument("--batch-size", type=int, help="captions per training step")

@@ -16,11 +16,12 @@ from capstone.evaluate import compare, evaluate, untrained_like
 from capstone.further.embedders import (
     MLPEmbedder,
     Standardized,
+    describe,
     embedder_from_arrays,
     feature_scaling,
     new_image_embedder,
 )
-from capstone.further.losses import candidate_columns, contrastive_loss
+from capstone.further.losses import both_directions_loss, candidate_columns, contrastive_loss
 from capstone.further.ridge import fit_ridge, ridge_targets
 from capstone.further.sif import SIFTextEmbedder, fit_text_weighted
 from capstone.model import ImageEmbedder, SearchModel
@@ -120,12 +121,19 @@ def test_contrastive_loss_matches_a_hand_computation_and_masks_the_same_image():
     candidates, good_columns, bad_columns = candidate_columns(good, bad)
     assert len(candidates) == 3  # (2, 0), (0, 3), (1, 1): a repeated image is one candidate
     assert good_columns[0] == good_columns[2] and bad_columns[0] == good_columns[1]
-    loss, sim_good, sim_bad = contrastive_loss(identity_embedder(), text, good, bad, 0.5)
     units = candidates / np.linalg.norm(candidates, axis=1, keepdims=True)
-    logits = text @ units.T / 0.5
-    by_hand = np.mean([np.log(np.exp(row).sum()) - row[column]
-                       for row, column in zip(logits, good_columns)])
-    assert loss.item() == pytest.approx(by_hand, rel=1e-5)
+    logits = text @ units.T / 0.5  # (captions, candidate images)
+    text_to_image = np.mean([np.log(np.exp(row).sum()) - row[column]
+                             for row, column in zip(logits, good_columns)])
+    own_captions = {good_columns[0]: [0, 2], good_columns[1]: [1]}  # the bad-only image has none
+    image_to_text = np.mean([np.log(np.exp(logits[:, image]).sum()) - logits[captions, image].mean()
+                             for image, captions in own_captions.items()])
+    loss, sim_good, sim_bad = contrastive_loss(identity_embedder(), text, good, bad, 0.5)
+    assert loss.item() == pytest.approx(text_to_image, rel=1e-5)
+    both = both_directions_loss(identity_embedder(), text, good, bad, 0.5)[0]
+    assert both.item() == pytest.approx((text_to_image + image_to_text) / 2, rel=1e-5)
+    weighted = contrastive_loss(identity_embedder(), text, good, bad, 0.5, image_to_text=0.25)[0]
+    assert weighted.item() == pytest.approx(0.75 * text_to_image + 0.25 * image_to_text, rel=1e-5)
     np.testing.assert_allclose(sim_good, [1.0, 1.0, 0.6], rtol=1e-5)
     np.testing.assert_allclose(sim_bad, [0.0, np.sqrt(0.5), 0.8], rtol=1e-5)
 
@@ -147,8 +155,12 @@ def test_contrastive_gradient_matches_finite_differences():
     assert (values[0] - values[1]) / 2e-2 == pytest.approx(grad[row, column], rel=0.05)
 
 
-@pytest.mark.parametrize("changes", [dict(loss="contrastive", batch_size=64),
-                                     dict(embedder="mlp", hidden=32, standardize=True)])
+@pytest.mark.parametrize("changes", [
+    dict(loss="contrastive", batch_size=64),
+    dict(loss="contrastive-both", batch_size=64),
+    dict(embedder="mlp", hidden=32, standardize=True, batch_size=32),  # enough steps in 3 epochs
+    dict(loss="margin", standardize=False, batch_size=32),
+])
 def test_other_losses_and_embedders_learn(changes):
     model, history = train(DATASET, epochs=3, **FAST, **changes)
     untrained = untrained_like(model)
@@ -232,13 +244,15 @@ def run(capsys, *argv):
     return status, out, err
 
 
-@pytest.mark.parametrize("flags, settings", [
-    (["--embedder", "mlp", "--hidden", "16"], {"embedder": "mlp", "hidden": 16}),
+@pytest.mark.parametrize("flags, settings, kind", [
+    (["--embedder", "mlp", "--hidden", "16"], {"embedder": "mlp", "hidden": 16},
+     "mlp, standardised"),
     (["--loss", "contrastive", "--temperature", "0.1", "--no-standardize"],
-     {"loss": "contrastive", "temperature": 0.1, "standardize": False}),
-    (["--preset", "course", "--weighting", "sif"], {"loss": "margin", "optimizer": "sgd"}),
+     {"loss": "contrastive", "temperature": 0.1, "standardize": False}, "linear"),
+    (["--preset", "course", "--weighting", "sif"], {"loss": "margin", "optimizer": "sgd"},
+     "linear"),
 ])
-def test_cli_trains_the_other_embedders_and_losses(flags, settings, small_sample, tmp_path,
+def test_cli_trains_the_other_embedders_and_losses(flags, settings, kind, small_sample, tmp_path,
                                                    monkeypatch, capsys):
     monkeypatch.setenv("CAPSTONE_DATA_DIR", str(small_sample))
     out = tmp_path / "model.npz"
@@ -249,7 +263,7 @@ def test_cli_trains_the_other_embedders_and_losses(flags, settings, small_sample
     model = SearchModel.load(out)
     assert summary["checksum"] == model.checksum
     assert {key: model.info["settings"][key] for key in settings} == settings
-    assert isinstance(model.image, MLPEmbedder if "mlp" in flags else (ImageEmbedder, Standardized))
+    assert describe(model.image) == kind
     assert isinstance(model.text, SIFTextEmbedder) == ("sif" in flags)
 
 
@@ -270,3 +284,57 @@ def test_cli_evaluate_compare_has_a_ridge_column(small_sample, tmp_path, monkeyp
 def test_cli_refuses_a_bad_hidden_width_in_one_line(capsys):
     status, out, err = run(capsys, "train", "--embedder", "mlp", "--hidden", "0")
     assert status == 2 and out == "" and err.strip() == "error: hidden must be at least 1, got 0"
+
+
+# -- the comparison and the approximate-search trade-off -------------------------------------------
+def test_compare_variants_trains_each_seed_and_adds_the_ridge_rows():
+    from capstone.further.compare import compare_variants, markdown
+
+    variants = {"linear, margin": dict(loss="margin", batch_size=32, standardize=False),
+                "sif": dict(weighting="sif", batch_size=64)}
+    rows = compare_variants(DATASET, variants, seeds=(0, 1), glove=GLOVE, epochs=1,
+                            n_candidates=10)
+    assert list(rows) == ["ridge", "linear, margin", "ridge, sif", "sif"]
+    assert len(rows["sif"]["per_seed"]["recall@1"]) == 2
+    assert len(rows["ridge"]["per_seed"]["recall@1"]) == 1  # no seed: fitted once
+    assert rows["ridge"]["recall@10"] == evaluate(fit_ridge(DATASET, TEXT), DATASET)["recall@10"]
+    assert rows["sif"]["recall@1"] == pytest.approx(np.mean(rows["sif"]["per_seed"]["recall@1"]))
+    table = markdown(rows).splitlines()
+    assert table[0].startswith("| model | recall@1") and len(table) == 2 + 4
+    assert "–" in table[3] and "–" not in table[2]  # a range where there are several seeds
+
+
+class ExactIndex:
+    """What an index of ``capstone.ann`` offers: ``search(vector, k) -> (rows, scores)``."""
+
+    def __init__(self, data, kind, keep=1.0):
+        self.data, self.keep = data, keep
+
+    def search(self, vector, k):
+        visible = int(self.keep * len(self.data))  # an approximate index sees part of the data
+        scores = self.data[:visible] @ vector
+        rows = np.argsort(-scores)[:k]
+        return rows, scores[rows]
+
+
+def test_the_tradeoff_measures_recall_against_the_exact_neighbours():
+    from capstone.further.tradeoff import clustered_embeddings, measure_indexes, plot_tradeoff
+
+    data, queries = clustered_embeddings(n=2000, dim=16, n_queries=30, n_clusters=20)
+    assert np.allclose(np.linalg.norm(data, axis=1), 1) and queries.shape == (30, 16)
+
+    def build(data, kind, keep=1.0):
+        return ExactIndex(data, kind, keep)
+
+    rows = measure_indexes(build, data, queries, ["exact", "half"], params={"half": {"keep": 0.5}})
+    assert [row["kind"] for row in rows] == ["exact", "half"]
+    assert rows[0]["recall"] == 1.0 and 0.3 < rows[1]["recall"] < 0.75  # about half are seen
+    assert all(row["latency_ms"] > 0 for row in rows)
+    figure = plot_tradeoff(rows)
+    assert figure.axes[0].get_xscale() == "log"
+
+
+def test_the_default_preset_is_the_contrastive_loss_on_standardised_features():
+    default = PRESETS["default"]
+    assert (default.loss, default.standardize, default.embedder) == ("contrastive", True, "linear")
+    assert PRESETS["margin"].loss == "margin" and not PRESETS["margin"].standardize

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..evaluate import evaluate
 from ..glove import load_glove
+from ..sample import KINDS, UNUSED_SYNONYMS
 from ..train import train
 from .ridge import fit_ridge
 from .sif import fit_text_weighted
@@ -24,16 +25,22 @@ MARGIN = dict(loss="margin", batch_size=32, lr=3e-3, optimizer="adam", margin=0.
 CONTRASTIVE = dict(loss="contrastive", batch_size=128, lr=3e-3, optimizer="adam",
                    temperature=0.05, n_candidates=5)
 VARIANTS = {
+    "course: linear, margin, SGD": dict(MARGIN, embedder="linear", standardize=False, lr=1e-3,
+                                        optimizer="sgd", margin=0.25, n_candidates=25),
     "linear, margin": dict(MARGIN, embedder="linear", standardize=False),
     "linear, margin, standardised": dict(MARGIN, embedder="linear", standardize=True),
     "linear, contrastive": dict(CONTRASTIVE, embedder="linear", standardize=False),
     "linear, contrastive, standardised": dict(CONTRASTIVE, embedder="linear", standardize=True),
+    "linear, contrastive-both, standardised": dict(CONTRASTIVE, loss="contrastive-both",
+                                                   embedder="linear", standardize=True),
     "mlp, contrastive, standardised": dict(CONTRASTIVE, embedder="mlp", standardize=True),
+    "linear, contrastive, standardised, sif": dict(CONTRASTIVE, embedder="linear",
+                                                   standardize=True, weighting="sif"),
 }
 
 
 def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=True,
-                     report=None, **changes) -> dict:
+                     report=None, extra=None, **changes) -> dict:
     """Train and evaluate each variant with each seed; add the ridge reference.
 
     Parameters
@@ -48,17 +55,24 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
         Add a ``ridge`` row (``ridge, sif`` etc. for other weightings), which has no seed.
     report : callable, optional
         Called with ``(name, row)`` as each row is done (e.g. ``print``).
+    extra : callable, optional
+        ``extra(model, dataset) -> {name: float}``: more metrics of each model (ridge too).
     **changes
         Applied to every variant, e.g. ``epochs=10``.
 
     Returns
     -------
     dict
-        Name -> ``{metric: mean over seeds}`` for :data:`KEYS` (those the dataset has), with
-        ``seconds`` (mean training time) and ``per_seed`` (``{metric: [values]}``).
+        Name -> ``{metric: mean over seeds}`` for :data:`KEYS` (those the dataset has) and
+        ``extra``'s, with ``seconds`` (mean training time) and ``per_seed`` (``{metric:
+        [values]}``).
     """
     variants = VARIANTS if variants is None else variants
     glove = load_glove(dataset.glove_name) if glove is None else glove
+
+    def measure(model):
+        return {**evaluate(model, dataset), **(extra(model, dataset) if extra else {})}
+
     texts, rows = {}, {}
     for name, variant in variants.items():
         variant = dict(variant)
@@ -67,7 +81,7 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
             texts[weighting] = fit_text_weighted(dataset, glove, weighting)
             if ridge:
                 key = "ridge" if weighting == "idf" else f"ridge, {weighting}"
-                rows[key] = summarise([evaluate(fit_ridge(dataset, texts[weighting]), dataset)])
+                rows[key] = summarise([measure(fit_ridge(dataset, texts[weighting]))])
                 if report:
                     report(key, rows[key])
         runs = []
@@ -75,7 +89,7 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
             started = time.perf_counter()
             model, _ = train(dataset, text=texts[weighting], out=False, plot=False,
                              progress=False, **{**variant, **changes, "seed": seed})
-            runs.append({**evaluate(model, dataset), "seconds": time.perf_counter() - started})
+            runs.append({**measure(model), "seconds": time.perf_counter() - started})
         rows[name] = summarise(runs)
         if report:
             report(name, rows[name])
@@ -83,8 +97,11 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
 
 
 def summarise(runs: list) -> dict:
-    """Means over runs of :data:`KEYS` (and ``seconds``), with the values in ``per_seed``."""
-    keys = [key for key in (*KEYS, "seconds") if runs[0].get(key) is not None]
+    """Means over runs of :data:`KEYS`, ``seconds`` and any other float (an ``extra``
+    metric), with the values in ``per_seed``."""
+    others = [key for key, value in runs[0].items() if isinstance(value, float)
+              and key not in KEYS]
+    keys = [key for key in (*KEYS, *others, "seconds") if runs[0].get(key) is not None]
     per_seed = {key: [float(run[key]) for run in runs] for key in keys}
     return {**{key: float(np.mean(values)) for key, values in per_seed.items()},
             "per_seed": per_seed}
@@ -108,3 +125,18 @@ def markdown(rows: dict, keys=KEYS[:4]) -> str:
         lines.append(f"| {name} | " + " | ".join(cell(row["per_seed"].get(key, []))
                                                  for key in keys) + " |")
     return "\n".join(lines)
+
+
+def synonym_precision(model, dataset, k: int = 10) -> dict:
+    """Precision@k over the whole dataset of each word that no caption uses
+    (:data:`capstone.sample.UNUSED_SYNONYMS`): ``{"P@10 ship": ...}``, a hit being an image
+    whose scene has the word's concept (a kind of object, or the background)."""
+    images = model.embed_images(dataset.features)
+    scenes = [dataset.scenes[int(image_id)] for image_id in dataset.image_ids]
+    result = {}
+    for concept, word in UNUSED_SYNONYMS.items():
+        top = np.argsort(-(images @ model.embed_query(word)), kind="stable")[:k]
+        hits = [any(obj["kind"] == concept for obj in scenes[i]["objects"]) if concept in KINDS
+                else scenes[i]["background"] == concept for i in top]
+        result[f"P@{k} {word}"] = float(np.mean(hits))
+    return result

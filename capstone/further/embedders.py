@@ -23,7 +23,10 @@ from ..image import ImageEmbedder
 from ..text import unit_rows
 
 EMBEDDERS = ("linear", "mlp")
-MIN_STD = 1e-6  # a feature constant over the training images is centred, not blown up
+# A feature that barely varies over the training images is divided by at least this share of
+# the mean spread, so that an image where it does show up is not blown up (on the sample, one
+# feature in twenty is constant over the training images: unused colour cells).
+STD_FLOOR = 0.1
 
 
 class MLPEmbedder:
@@ -75,7 +78,8 @@ class MLPEmbedder:
     def set_arrays(self, arrays: dict) -> MLPEmbedder:
         """Overwrite every weight in place (shapes must match); returns ``self``."""
         for layer, prefix in ((self.hidden, "hidden_"), (self.dense, "")):
-            weight, bias = np.asarray(arrays[prefix + "weight"]), np.asarray(arrays[prefix + "bias"])
+            weight = np.asarray(arrays[prefix + "weight"])
+            bias = np.asarray(arrays[prefix + "bias"])
             if weight.shape != layer.weight.shape or bias.shape != layer.bias.shape[1:]:
                 raise DataError(f"MLP weights of shape {weight.shape} and bias {bias.shape} do "
                                 f"not fit a {layer.weight.shape} layer")
@@ -141,10 +145,12 @@ class Standardized:
 
 
 def feature_scaling(features) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation (at least :data:`MIN_STD`) of each feature, float32."""
+    """Mean and standard deviation of each feature, float32; the deviation is at least
+    :data:`STD_FLOOR` times the mean deviation (1 if every feature is constant)."""
     features = np.asarray(features, dtype=np.float64)
-    return (features.mean(axis=0).astype(np.float32),
-            np.maximum(features.std(axis=0), MIN_STD).astype(np.float32))
+    std = features.std(axis=0)
+    floor = STD_FLOOR * std.mean() if std.any() else 1.0
+    return features.mean(axis=0).astype(np.float32), np.maximum(std, floor).astype(np.float32)
 
 
 def new_image_embedder(settings, dataset, d_out: int):
