@@ -6,6 +6,8 @@ Used by :func:`capstone.train.train` and by the training loop that notebook 4 wr
 
 from __future__ import annotations
 
+import time
+
 from .image import ImageEmbedder
 from .model import SearchModel, check_model_path
 
@@ -16,7 +18,8 @@ class Checkpoint:
     Parameters
     ----------
     image : capstone.model.ImageEmbedder
-        The layer being trained (read, never changed, until :meth:`best_model`).
+        The layer being trained (or another embedder with its interface,
+        :mod:`capstone.further.embedders`) (read, never changed, until :meth:`best_model`).
     text : capstone.text.TextEmbedder
     info : dict
         The model's record (dataset, settings); ``metrics`` is added.
@@ -53,7 +56,7 @@ class Checkpoint:
             return False
         self.epoch, self.metrics, self.arrays = epoch, metrics, self.image.get_arrays()
         if self.out is not None:
-            self.model(ImageEmbedder.from_arrays(self.arrays)).save(self.out)
+            self.model(type(self.image).from_arrays(self.arrays)).save(self.out)
         return True
 
     def model(self, image: ImageEmbedder) -> SearchModel:
@@ -72,3 +75,12 @@ class Checkpoint:
         where = f", saved at {self.out}" if self.out is not None and self.epoch else ""
         return (f"epoch {self.epoch}, validation accuracy "
                 f"{self.metrics['accuracy']:.3f}{where}")
+
+
+def epoch_record(epoch, train, val, epoch_start) -> dict:
+    """One row of :attr:`capstone.train.History.records`: an epoch's training means (``train``),
+    validation metrics (``val``) and seconds since ``epoch_start`` (``time.perf_counter()``)."""
+    return {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+            "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+            "val_accuracy_random": val["accuracy_random"],
+            "seconds": round(time.perf_counter() - epoch_start, 3)}

@@ -26,6 +26,9 @@ QUERY_SYNTAX = ("typos are corrected; -word leaves a word out; 2:word (or word:2
                 "twice; --image ID adds an image")
 SPACES = ("semantic", "features")  # capstone.database.SPACES
 NEGATIVES = ("hard", "random")  # capstone.triples.NEGATIVES
+EMBEDDERS = ("linear", "mlp")  # capstone.further.embedders.EMBEDDERS
+LOSSES = ("margin", "contrastive", "contrastive-both")  # capstone.further.losses.LOSSES
+WEIGHTINGS = ("idf", "mean", "sif")  # capstone.further.sif.WEIGHTINGS
 PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) or class (COCO "
                "size within a class period; see the README)")
 
@@ -84,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=int, default=0, help="seed of weights and triples")
     command.add_argument("--preset", type=preset_name, default="default", help=PRESET_HELP)
     command.add_argument("--out", help="model file (.npz; default: the dataset's model path)")
+    command.add_argument("--embedder", choices=EMBEDDERS,
+                         help="image embedder: linear (x @ M + b) or mlp (one hidden ReLU layer)")
+    command.add_argument("--hidden", type=int, help="the mlp's hidden width")
+    command.add_argument("--loss", choices=LOSSES,
+                         help="margin ranking on triples; contrastive (in-batch softmax over "
+                         "images) or contrastive-both (and over captions, as CLIP)")
+    command.add_argument("--temperature", type=float, help="the contrastive loss's temperature")
+    command.add_argument("--margin", type=float, help="the margin loss's margin")
+    command.add_argument("--batch-size", type=int, help="captions per training step")
+    command.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                         help="standardise the features (mean and spread of the training images)")
+    command.add_argument("--weighting", choices=WEIGHTINGS, default="idf",
+                         help="caption word weights: idf (default), mean or sif")
     command.set_defaults(func=train_command)
 
     command = commands.add_parser(
@@ -92,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.add_argument("--compare", action="store_true",
-                         help="also the untrained model and chance, side by side")
+                         help="also the untrained model, the ridge reference and chance")
     command.set_defaults(func=evaluate_command)
 
     dedup = argparse.ArgumentParser(add_help=False)
@@ -220,14 +236,24 @@ def sample_command(args) -> int:
 # -- training and evaluation -----------------------------------------------------------------------
 def train_command(args) -> int:
     """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
+    from .data import load_dataset
+    from .further.sif import fit_text_weighted
+    from .glove import load_glove
     from .model import check_model_path
-    from .train import train
+    from .train import resolve_settings, train
 
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
+    changes = {name: getattr(args, name) for name in (
+        "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
+        "batch_size", "standardize")}
+    resolve_settings(args.preset, **changes)  # bad settings are refused before reading data
     with contextlib.redirect_stdout(sys.stderr):
-        model, history = train(args.dataset, args.preset, epochs=args.epochs,
-                               negatives=args.negatives, seed=args.seed, out=out, live=False,
-                               plot=False, progress=sys.stderr.isatty())
+        dataset = load_dataset(args.dataset)
+        text = None
+        if args.weighting != "idf":
+            text = fit_text_weighted(dataset, load_glove(dataset.glove_name), args.weighting)
+        model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
+                               progress=sys.stderr.isatty(), **changes)
     saved = not history.interrupted or history.best_epoch > 0
     summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
                "checksum": model.checksum, "interrupted": history.interrupted,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .image import ImageEmbedder
+from .further import embedders, ridge
 from .model import SearchModel
 from .tables import format_table  # noqa: F401  (its old import path)
 from .triples import make_triples, triple_metrics
@@ -198,25 +198,22 @@ def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = Tru
 
 
 def untrained_like(model):
-    """The model before training: the same text embedder and a fresh image layer.
-
-    The image layer is initialised with the seed the model was trained with.
-    """
+    """The model before training: the same text embedder, a fresh image layer (same seed)."""
     seed = model.info.get("settings", {}).get("seed", 0)
-    image = ImageEmbedder(*model.image.shape, seed=seed)
+    image = embedders.untrained_copy(model.image, seed)
     return SearchModel(image, model.text, {**model.info, "metrics": {}})
 
 
 def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
-    """:func:`evaluate` of the trained model, the untrained one (same seed) and chance.
-
-    Returns ``{"trained": {...}, "untrained": {...}, "chance": {...}}`` (no per-concept keys).
+    """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
+    ridge map (:mod:`capstone.further.ridge`) and chance: ``{"trained": {...}, "untrained":
+    {...}, "ridge": {...}, "chance": {...}}`` (no per-concept keys).
     """
-    table = {
-        "trained": evaluate(model, dataset, n_images=n_images, seed=seed),
-        "untrained": evaluate(untrained_like(model), dataset, n_images=n_images, seed=seed),
-        "chance": chance(dataset, n_images=n_images, seed=seed),
-    }
+    models = {"trained": model, "untrained": untrained_like(model),
+              "ridge": ridge.ridge_like(model, dataset)}
+    table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
+             for name, each in models.items()}
+    table["chance"] = chance(dataset, n_images=n_images, seed=seed)
     for column in table.values():
         column.pop("concept_precision@10_per_concept", None)
     return table

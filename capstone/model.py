@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, MissingFileError
+from .further.embedders import embedder_from_arrays
+from .further.sif import text_embedder_class
 from .glove import GLOVE_NAMES, WordVectors, load_word_vectors
 from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
 from .paths import check_writable, default_dataset_name, default_model_path
@@ -38,6 +40,7 @@ class SearchModel:
     Parameters
     ----------
     image : ImageEmbedder
+        Or another image embedder with its interface (:mod:`capstone.further.embedders`).
     text : capstone.text.TextEmbedder
     info : dict, optional
         JSON-able record: ``dataset``, ``glove_name``, ``dim``, ``settings``, ``metrics``.
@@ -156,8 +159,8 @@ class SearchModel:
         parts = {prefix: {name[len(prefix):]: value for name, value in arrays.items()
                           if name.startswith(prefix)} for prefix in ("text_", "image_")}
         try:
-            text = TextEmbedder.from_arrays(parts["text_"], glove)
-            model = cls(ImageEmbedder.from_arrays(parts["image_"]), text, info)
+            text = text_embedder_class(parts["text_"]).from_arrays(parts["text_"], glove)
+            model = cls(embedder_from_arrays(parts["image_"]), text, info)
         except DataError as error:
             if given:  # the caller's GloVe does not fit the model: say which it needs
                 raise DataError(f"{path}: {error}") from None

@@ -101,16 +101,18 @@ class TextEmbedder:
         The training captions' words that are in GloVe, and their IDF.
     n_captions : int
         Number ``N`` of training captions the IDF was fitted on.
-    weighting : {"idf", "mean"}
+    weighting : {"idf", "mean"} (``"sif"``: :class:`capstone.further.sif.SIFTextEmbedder`)
         ``"mean"``: the plain mean of the known words' vectors instead.
     stop_words : bool
         Drop the words of :data:`STOP_WORDS`.
     """
 
+    weightings = WEIGHTINGS
+
     def __init__(self, glove, glove_name, vocab, idf, n_captions, *, weighting="idf",
                  stop_words=False):
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if weighting not in self.weightings:
+            raise ValueError(f"weighting must be one of {self.weightings}, got {weighting!r}")
         self.glove, self.glove_name = glove, str(glove_name)
         self.dim = int(glove.vectors.shape[1])
         self.vocab = np.asarray(vocab, dtype=str)
@@ -127,7 +129,7 @@ class TextEmbedder:
             )
         unseen_weight = np.log10(self.n_captions) if weighting == "idf" else 1.0
         self._row_weights = np.full(self._lookup.n_rows, unseen_weight, np.float32)
-        if weighting == "idf":
+        if weighting != "mean":
             self._row_weights[vocab_rows] = self.idf
         if stop_words:
             stop_rows = self._rows_of(sorted(STOP_WORDS))

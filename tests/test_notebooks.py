@@ -19,6 +19,7 @@ NOTEBOOKS = (
     "03_triples.ipynb",
     "04_training.ipynb",
     "05_search.ipynb",
+    "06_going_further.ipynb",
     "app.ipynb",
 )
 ALLOWED_IMPORTS = {"capstone", "numpy", "matplotlib", "IPython", "ipywidgets", "mygrad", "mynn"}

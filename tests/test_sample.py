@@ -29,23 +29,28 @@ from capstone.sample import (
 
 # words a person would accept for each concept (written here, not taken from the module)
 KIND_WORDS = {
-    "boat": {"boat", "boats", "sailboat", "sailboats"},
-    "house": {"house", "houses", "home", "homes", "cottage", "cottages"},
-    "tree": {"tree", "trees"},
-    "car": {"car", "cars"},
-    "ball": {"ball", "balls"},
-    "fish": {"fish"},
-    "flower": {"flower", "flowers", "blossom", "blossoms"},
+    "boat": {"boat", "boats", "sailboat", "sailboats", "dinghy", "dinghies", "yacht", "yachts"},
+    "house": {"house", "houses", "home", "homes", "cottage", "cottages", "cabin", "cabins",
+              "bungalow", "bungalows"},
+    "tree": {"tree", "trees", "oak", "oaks"},
+    "car": {"car", "cars", "sedan", "sedans", "automobile", "automobiles"},
+    "ball": {"ball", "balls", "volleyball", "volleyballs"},
+    "fish": {"fish", "minnow", "minnows"},
+    "flower": {"flower", "flowers", "blossom", "blossoms", "daisy", "daisies", "tulip", "tulips"},
     "kite": {"kite", "kites"},
 }
 BACKGROUND_WORDS = {
-    "grass": {"grass", "grassy", "lawn", "field"},
-    "sky": {"sky", "air"},
-    "water": {"water", "sea", "lake"},
-    "sand": {"sand", "sandy", "beach"},
-    "snow": {"snow", "snowy"},
-    "night": {"night", "nighttime", "dark", "stars", "moonlight"},
+    "grass": {"grass", "grassy", "lawn", "field", "meadow"},
+    "sky": {"sky", "air", "overhead"},
+    "water": {"water", "sea", "lake", "pond", "lagoon"},
+    "sand": {"sand", "sandy", "beach", "dunes"},
+    "snow": {"snow", "snowy", "snowfield"},
+    "night": {"night", "nighttime", "dark", "stars", "moonlight", "midnight"},
 }
+RARE_WORDS = {"dinghy", "dinghies", "yacht", "yachts", "cabin", "cabins", "bungalow", "bungalows",
+              "oak", "oaks", "sedan", "sedans", "automobile", "automobiles", "volleyball",
+              "volleyballs", "minnow", "minnows", "daisy", "daisies", "tulip", "tulips", "meadow",
+              "overhead", "pond", "lagoon", "dunes", "snowfield", "midnight"}
 
 
 def words(caption):
@@ -110,14 +115,27 @@ def test_counts_and_ids(big_sample):
     assert len(list((folder / "images").glob("*.png"))) == 3000
 
 
-def test_scenes_cover_every_concept_with_one_to_three_objects_of_one_kind(big_sample):
+def main_and_other(scene):
+    """The scene's main objects (those like the first) and the others."""
+    main = [obj for obj in scene["objects"] if obj == scene["objects"][0]]
+    return main, [obj for obj in scene["objects"] if obj != scene["objects"][0]]
+
+
+def test_scenes_cover_every_concept_with_main_objects_and_sometimes_another(big_sample):
     _, coco, _, _ = big_sample
     scenes = [record["scene"] for record in coco["images"]]
     assert {scene["background"] for scene in scenes} == set(BACKGROUNDS)
     assert {obj["kind"] for scene in scenes for obj in scene["objects"]} == set(KINDS)
     assert {obj["color"] for scene in scenes for obj in scene["objects"]} == set(COLORS)
     assert {len(scene["objects"]) for scene in scenes} == {1, 2, 3}
-    assert all(len({obj["kind"] for obj in scene["objects"]}) == 1 for scene in scenes)
+    with_other = 0
+    for scene in scenes:
+        main, other = main_and_other(scene)
+        assert len(other) <= 1 and scene["objects"][: len(main)] == main  # the other one last
+        if other:
+            with_other += 1
+            assert other[0]["kind"] != main[0]["kind"] and other[0]["color"] != main[0]["color"]
+    assert 0.3 <= with_other / len(scenes) <= 0.5
     assert len(KINDS) >= 8 and len(COLORS) >= 8 and len(BACKGROUNDS) >= 6
 
 
@@ -137,21 +155,28 @@ def test_grayscale_images_are_exactly_those_without_features(big_sample):
 # -- captions -----------------------------------------------------------------------------------
 def test_captions_name_the_kind_and_usually_colour_and_background(big_sample):
     _, coco, features, captions = big_sample
-    n_colour = n_background = n_colour_captions = 0
+    n_colour = n_background = n_colour_captions = n_other = n_other_captions = 0
     for record in coco["images"]:
         scene = record["scene"]
         kind, colour = scene["objects"][0]["kind"], scene["objects"][0]["color"]
+        kinds = {obj["kind"] for obj in scene["objects"]}
+        colours = {obj["color"] for obj in scene["objects"]}
+        other = main_and_other(scene)[1]
         for text in captions[record["id"]]:
             tokens = words(text)
             assert tokens & KIND_WORDS[kind], (text, kind)
-            assert not tokens & (set().union(*KIND_WORDS.values()) - KIND_WORDS[kind]), text
+            assert not tokens & set().union(*(KIND_WORDS[k] for k in set(KINDS) - kinds)), text
             n_background += bool(tokens & BACKGROUND_WORDS[scene["background"]])
+            if other:
+                n_other_captions += 1
+                n_other += bool(tokens & KIND_WORDS[other[0]["kind"]])
             if record["id"] in features:
                 n_colour_captions += 1
                 n_colour += colour in tokens
-                assert not tokens & (set(COLORS) - {colour}), (text, colour)
+                assert not tokens & (set(COLORS) - colours), (text, colour)
     assert 0.7 <= n_colour / n_colour_captions < 1.0
     assert 0.7 <= n_background / 15000 < 1.0
+    assert 0.35 <= n_other / n_other_captions <= 0.65  # like COCO: some captions leave it out
 
 
 def test_captions_vary_like_cocos(big_sample):
@@ -163,6 +188,9 @@ def test_captions_vary_like_cocos(big_sample):
     assert 0.3 < capitalised < 0.9 and 0.2 < with_period < 0.6
     vocabulary = set().union(*(words(text) for text in texts))
     assert {"two", "three", "pair", "there", "picture", "floating", "parked"} <= vocabulary
+    assert RARE_WORDS <= vocabulary
+    rare = np.mean([bool(words(text) & RARE_WORDS) for text in texts])
+    assert 0.05 <= rare <= 0.2  # each rare word is in well under 1% of the captions
 
 
 def test_unused_synonyms_are_glove_words_that_no_caption_uses(big_sample):
@@ -204,15 +232,18 @@ def scene_labels(coco, features):
 
 
 def test_a_linear_model_reads_kind_colour_and_background_from_the_features(big_sample):
-    """Measured (split seeds 0, 1, 2): kind 0.98-0.99, colour 0.99, background 1.00.
+    """Measured (split seeds 0, 1, 2): the main objects' kind 0.94-0.96 and colour 0.93-0.95,
+    background 1.00. (Before the sample's other object, version 2: 0.98-0.99 and 0.99. In
+    scenes with both, the main objects are the larger ones, which a linear read-out of
+    position-free features cannot always tell.)
 
-    A colour-only extractor reaches 0.71 on kind and a shape-only one 0.27 on colour.
+    A colour-only extractor reached 0.71 on kind and a shape-only one 0.27 on colour (version 2).
     """
     _, coco, features, _ = big_sample
     matrix, labels = scene_labels(coco, features)
     accuracy = {name: held_out_accuracy(matrix, values) for name, values in labels.items()}
-    assert accuracy["kind"] >= 0.95, accuracy
-    assert accuracy["colour"] >= 0.95, accuracy
+    assert accuracy["kind"] >= 0.92, accuracy
+    assert accuracy["colour"] >= 0.92, accuracy
     assert accuracy["background"] >= 0.97, accuracy
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from test_database import full_sample_model_path, trained_sample
+from test_sample import BACKGROUND_WORDS, KIND_WORDS
 
 from capstone.cli import main
 from capstone.data import load_dataset
@@ -247,7 +248,23 @@ def test_a_word_no_caption_uses_finds_the_scenes_through_glove(full_sample_db, c
     assert precision_at_10(db, synonym, relevant) >= max(0.7, 3 * chance)
 
 
+def describing_words(scene) -> set:
+    """The words that name what a scene shows: its kinds (and synonyms), colours, background."""
+    words = set(BACKGROUND_WORDS[scene["background"]])
+    for obj in scene["objects"]:
+        words |= KIND_WORDS[obj["kind"]] | {obj["color"]}
+    return words
+
+
 def test_tags_name_what_is_in_the_picture(db):
-    named = [db.dataset.scenes[int(image_id)]["background"] in dict(db.tags(image_id, 5))
-             for image_id in db.image_ids]
-    assert np.mean(named) >= 0.7  # the background word among 5 of ~90 candidate words
+    """Most of an image's top 5 tags (of ~115 candidate words) name what its scene shows.
+
+    Measured on this 200-image sample: 0.70 of the tags with the default model and with the
+    margin preset; random words would score 0.11. (The contrastive default's tags lean towards
+    the kind's words, "cars", "sedans", "automobiles", so the background word alone is among the
+    five for only 0.34 of the images, 0.73 with the margin preset: the test counts every word
+    that names the scene.)
+    """
+    precision = [np.mean([word in describing_words(db.dataset.scenes[int(image_id)])
+                          for word, _ in db.tags(image_id, 5)]) for image_id in db.image_ids]
+    assert np.mean(precision) >= 0.55

@@ -1,17 +1,25 @@
 """The embedded sample dataset: small drawn scenes with COCO-style captions, fully offline.
 
-:func:`write_sample` draws ``n_images`` 96x96 scenes with Pillow -- one to three objects of ONE
-kind and colour on a background -- and writes them in exactly the course's formats and file
-names, so :mod:`capstone.data` reads the sample and the real COCO data the same way::
+:func:`write_sample` draws ``n_images`` 96x96 scenes with Pillow -- one to three objects of one
+kind and colour on a background, and in about two scenes of five a smaller object of another
+kind and colour beside them -- and writes them in exactly the course's formats and file names,
+so :mod:`capstone.data` reads the sample and the real COCO data the same way::
 
     out/captions_train2014.json    COCO layout; each image record also carries its ``scene``
     out/resnet18_features.pkl      dict image_id -> float32 (1, 512), see capstone.features
     out/images/COCO_sample_<image_id:012d>.png
     out/.complete                  JSON marker {version, seed, n_images, ...}, written last
 
-Every image has five captions in varied wording: templates with synonyms, counts in words, word
-orders, an occasional extra phrase, COCO-like capitalisation and trailing periods. About 1% of
-the images are grayscale and, as in COCO, have no entry in the features pickle.
+Every image has five captions in varied wording: templates with synonyms (a few of them rare,
+such as "dinghy" or "meadow"), counts in words, word orders, an occasional extra phrase,
+COCO-like capitalisation and trailing periods. Like a COCO caption, a caption names the main
+objects and may or may not mention the other one. About 1% of the images are grayscale and, as
+in COCO, have no entry in the features pickle.
+
+Version 3 added the other object and the rare words: with only one kind and colour per scene,
+every caption was a near-exact function of three concepts, and search on the sample flattered
+the learned models against the closed-form reference (:mod:`capstone.further.ridge`) far more
+than real COCO data does.
 
 Some GloVe neighbours are kept out of every caption so that a search can show that a query word
 no caption uses still finds the right scenes through the word vectors::
@@ -39,10 +47,13 @@ from PIL import Image, ImageDraw
 from .. import paths
 from .features import BATCH_SIZE, extract_features
 
-SAMPLE_VERSION = 2
+SAMPLE_VERSION = 3
 IMAGE_SIZE = 96
 CAPTIONS_PER_IMAGE = 5
 GRAYSCALE_SHARE = 0.01
+OTHER_OBJECT_SHARE = 0.4  # scenes with a smaller object of another kind and colour
+OTHER_OBJECT_SIZE = 0.7  # its size relative to the main objects'
+RARE_SHARE = 0.06  # captions that use a rare synonym of the kind, and of the place
 PICKLE_PROTOCOL = 4
 MARKER = ".complete"
 
@@ -303,7 +314,8 @@ def render_scene(scene: dict, rng: np.random.Generator) -> Image.Image:
     ----------
     scene : dict
         ``{"background": one of BACKGROUNDS, "objects": [{"kind": ..., "color": ...}, ...]}``
-        with one to three objects (they are drawn side by side, left to right).
+        with one to three objects, side by side in a random order; an object unlike the first
+        is drawn smaller.
     rng : numpy.random.Generator
         Source of the layout (sizes, positions, facing) and the slight tone jitter.
 
@@ -315,6 +327,7 @@ def render_scene(scene: dict, rng: np.random.Generator) -> Image.Image:
     objects = scene["objects"]
     if not 1 <= len(objects) <= 3:
         raise ValueError(f"a scene holds 1 to 3 objects, got {len(objects)}")
+    main = objects[0]["kind"], objects[0]["color"]
     values = [(scene["background"], BACKGROUNDS)]
     values += [(item[key], table) for item in objects for key, table in _OBJECT_KEYS]
     for value, known in values:
@@ -324,8 +337,9 @@ def render_scene(scene: dict, rng: np.random.Generator) -> Image.Image:
     draw = ImageDraw.Draw(image)
     line = (200, 200, 210) if scene["background"] == "night" else DARK
     slot = CANVAS / len(objects)
-    for index, item in enumerate(objects):
+    for index, item in zip(rng.permutation(len(objects)), objects):
         size = rng.uniform(*_SIZES[len(objects)])
+        size *= 1.0 if (item["kind"], item["color"]) == main else OTHER_OBJECT_SIZE
         x = slot * (index + 0.5) + rng.uniform(-0.12, 0.12) * max(slot - size, 0)
         low = max(size * 0.55, horizon + size * 0.1 if item["kind"] not in ("kite", "fish") else 0)
         y = rng.uniform(min(low, CANVAS - size * 0.6), CANVAS - size * 0.55)
@@ -337,16 +351,22 @@ def render_scene(scene: dict, rng: np.random.Generator) -> Image.Image:
 
 # -- scenes and captions ----------------------------------------------------------------------
 def random_scene(rng: np.random.Generator) -> dict:
-    """Draw a scene record: a background and one to three objects of one kind and colour.
+    """Draw a scene record: a background, one to three main objects of one kind and colour, and
+    in :data:`OTHER_OBJECT_SHARE` of the scenes one more object of another kind and colour.
 
     Returns
     -------
     dict
-        ``{"background": str, "objects": [{"kind": str, "color": str}, ...]}``
+        ``{"background": str, "objects": [{"kind": str, "color": str}, ...]}``: the main
+        objects first, the other one (if any) last; three objects at most.
     """
     kind, color = KINDS[rng.integers(len(KINDS))], COLORS[rng.integers(len(COLORS))]
     background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     objects = [{"kind": kind, "color": color} for _ in range(rng.integers(1, 4))]
+    if rng.random() < OTHER_OBJECT_SHARE:
+        other_kind = KINDS[(KINDS.index(kind) + rng.integers(1, len(KINDS))) % len(KINDS)]
+        other_color = COLORS[(COLORS.index(color) + rng.integers(1, len(COLORS))) % len(COLORS)]
+        objects = objects[:2] + [{"kind": other_kind, "color": other_color}]
     return {"background": background, "objects": objects}
 
 
@@ -361,6 +381,25 @@ _NOUNS = {
     "fish": [("", "fish", "fish"), ("little", "fish", "fish")],
     "flower": [("", "flower", "flowers"), ("", "blossom", "blossoms")],
     "kite": [("", "kite", "kites")],
+}
+# (singular, plural) rare synonyms, used in RARE_SHARE of the captions
+_RARE_NOUNS = {
+    "boat": [("dinghy", "dinghies"), ("yacht", "yachts")],
+    "house": [("cabin", "cabins"), ("bungalow", "bungalows")],
+    "tree": [("oak", "oaks")],
+    "car": [("sedan", "sedans"), ("automobile", "automobiles")],
+    "ball": [("volleyball", "volleyballs")],
+    "fish": [("minnow", "minnows")],
+    "flower": [("daisy", "daisies"), ("tulip", "tulips")],
+    "kite": [("kite", "kites")],
+}
+_RARE_PLACES = {
+    "grass": ["in a meadow"],
+    "sky": ["high overhead"],
+    "water": ["on a pond", "in a lagoon"],
+    "sand": ["on the dunes"],
+    "snow": ["on a snowfield"],
+    "night": ["at midnight"],
 }
 _VERBS = {
     "boat": ["floating", "sailing", "sitting"],
@@ -388,6 +427,7 @@ _EXTRAS = {
     "snow": "on a cold day",
     "night": "by moonlight",
 }
+_OTHER = ["next to {thing}", "beside {thing}", "with {thing} nearby", "and {thing}"]
 _COUNTS = {1: ["a"] * 6 + ["one", "a single"], 2: ["two"] * 3 + ["a pair of"],
            3: ["three"] * 4 + ["a group of three", "several"]}
 _VIEWS = ["a picture", "an image", "a photo", "a drawing", "a view", "a close up"]
@@ -409,8 +449,12 @@ def _pick(rng, options):
 
 def _caption(scene, rng, grayscale):
     kind, color = scene["objects"][0]["kind"], scene["objects"][0]["color"]
-    n_objects = len(scene["objects"])
+    main = [item for item in scene["objects"] if item == scene["objects"][0]]
+    n_objects = len(main)
     adjective, singular, plural = _pick(rng, _NOUNS[kind])
+    if rng.random() < RARE_SHARE:
+        adjective, (singular, plural) = "", _RARE_NOUNS[kind][rng.integers(len(_RARE_NOUNS[kind]))]
+    places = _RARE_PLACES if rng.random() < RARE_SHARE else _PLACES
     noun = singular if n_objects == 1 else plural
     show_color = not grayscale and rng.random() < 0.85
     if rng.random() < 0.85:  # the last template with a place needs the colour
@@ -424,10 +468,15 @@ def _caption(scene, rng, grayscale):
         noun=noun,
         color=color,
         verb=_VERBS[kind][rng.integers(len(_VERBS[kind]))],
-        place=_pick(rng, _PLACES[scene["background"]]),
+        place=_pick(rng, places[scene["background"]]),
         be="is" if n_objects == 1 else "are",
         view=view,
     )
+    if len(main) < len(scene["objects"]) and rng.random() < 0.5:  # the other object, sometimes
+        other = scene["objects"][-1]
+        thing = " ".join(w for w in (other["color"] * (not grayscale and rng.random() < 0.7),
+                                     _NOUNS[other["kind"]][0][1]) if w)
+        text += " " + _OTHER[rng.integers(len(_OTHER))].format(thing="a " + thing)
     if rng.random() < 0.15:
         text += " " + _EXTRAS[scene["background"]]
     text = re.sub(r"\ba (?=[aeiou])", "an ", text)
@@ -453,8 +502,9 @@ def caption_scene(scene: dict, rng: np.random.Generator, *, grayscale=False, n=C
     Returns
     -------
     list of str
-        Each names the object kind (or a synonym such as "sailboat"), usually the colour and
-        the background; never a word of :data:`UNUSED_SYNONYMS`.
+        Each names the main objects' kind (or a synonym such as "sailboat"), usually their
+        colour and the background, and about half of them the other object; never a word of
+        :data:`UNUSED_SYNONYMS`.
     """
     captions = []
     for _ in range(20 * n):

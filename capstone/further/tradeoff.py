@@ -1,0 +1,92 @@
+"""Approximate search: how much recall an index gives up for how much speed.
+
+Notebook 6 measures the indexes of :mod:`capstone.ann` on generated embeddings: clustered unit
+vectors, like a database of image embeddings (images of one scene lie close together). For each
+index, Recall@k is the share of the exact top ``k`` (by cosine) it returns, averaged over the
+queries, and latency is the median time of one ``index.search(vector, k)`` call. The index is
+built by the function passed in, so this module does not depend on how it is built.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..text import unit_rows
+
+
+def clustered_embeddings(n: int = 20_000, dim: int = 50, *, n_queries: int = 200,
+                         n_clusters: int = 200, spread: float = 0.5, seed: int = 0):
+    """``(data, queries)``: unit float32 rows around ``n_clusters`` random unit centres.
+
+    The queries are drawn like the data (not from it), so the exact neighbours are not trivial.
+    """
+    rng = np.random.default_rng(seed)
+    centres = unit_rows(rng.standard_normal((n_clusters, dim)))
+
+    def draw(count):
+        near = centres[rng.integers(n_clusters, size=count)]
+        return unit_rows(near + spread / np.sqrt(dim) * rng.standard_normal((count, dim)))
+
+    return draw(n), draw(n_queries)
+
+
+def exact_neighbours(data, queries, k: int = 10) -> np.ndarray:
+    """``(n_queries, k)`` rows of each query's ``k`` highest cosines, best first."""
+    scores = np.asarray(queries) @ np.asarray(data).T
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def measure_indexes(build_index, data, queries, kinds, *, k: int = 10, params=None) -> list:
+    """Build each kind of index on ``data``; its Recall@k and median latency per query.
+
+    Parameters
+    ----------
+    build_index : callable
+        ``build_index(data, kind=kind, **params[kind])`` returns an object whose
+        ``search(vector, k)`` gives ``(rows, scores)`` (e.g. :func:`capstone.ann.build_index`).
+    data, queries : arrays of unit rows
+    kinds : sequence of str
+    params : dict, optional
+        ``kind -> keyword arguments`` for ``build_index``.
+
+    Returns
+    -------
+    list of dict
+        ``kind``, ``recall`` (at ``k``), ``latency_ms`` (median), ``build_s``.
+    """
+    truth = exact_neighbours(data, queries, k)
+    rows = []
+    for kind in kinds:
+        started = time.perf_counter()
+        index = build_index(data, kind=kind, **(params or {}).get(kind, {}))
+        build_s = time.perf_counter() - started
+        found, times = [], []
+        for query in queries:
+            started = time.perf_counter()
+            result, _ = index.search(query, k)
+            times.append(time.perf_counter() - started)
+            found.append(np.asarray(result)[:k])
+        recall = np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth)])
+        rows.append({"kind": kind, "recall": float(recall),
+                     "latency_ms": 1e3 * float(np.median(times)), "build_s": build_s})
+    return rows
+
+
+def plot_tradeoff(rows, k: int = 10, ax=None):
+    """Recall@k against median latency, one labelled point per index; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for row in rows:
+        ax.scatter(row["latency_ms"], row["recall"], s=40)
+        ax.annotate(row["kind"], (row["latency_ms"], row["recall"]), textcoords="offset points",
+                    xytext=(6, 4))
+    ax.set(xscale="log", xlabel="median latency per query (ms, log scale)",
+           ylabel=f"Recall@{k} (share of the exact top {k})", ylim=(0, 1.05))
+    ax.grid(alpha=0.3)
+    return ax.figure
