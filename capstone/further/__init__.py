@@ -4,13 +4,16 @@ Each module adds one idea beside the course core, which only calls into them:
 
 - :mod:`capstone.further.embedders`: an MLP image embedder (one hidden ReLU layer) and
   standardised features (mean and spread of the training images, kept in the model file).
-- :mod:`capstone.further.losses`: an in-batch softmax (contrastive) loss with a temperature.
+- :mod:`capstone.further.losses`: an in-batch softmax (contrastive) loss with a temperature,
+  text to image (the default preset's) or both ways (``"contrastive-both"``, as CLIP).
 - :mod:`capstone.further.ridge`: the closed-form reference, ridge regression from standardised
   features to each image's mean caption embedding.
 - :mod:`capstone.further.sif`: SIF text weighting (``a / (a + p(word))``, first principal
   component removed).
 - :mod:`capstone.further.compare`: the comparison table of notebook 6 and
   ``benchmarks/compare_defaults.py``.
+- :mod:`capstone.further.tradeoff`: Recall@k against latency of approximate-search indexes
+  (notebook 6; the indexes come from :mod:`capstone.ann`).
 
 Nothing is imported here, so that the core can import one of these modules without the others.
 """
