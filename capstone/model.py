@@ -57,7 +57,7 @@ class SearchModel:
     def text(self) -> TextEmbedder:
         """The text embedder, over the full GloVe (read now if only the vocabulary's was)."""
         if self._full_glove is not None:
-            self._text = TextEmbedder.from_arrays(self._text.to_arrays(), self._full_glove())
+            self._text = type(self._text).from_arrays(self._text.to_arrays(), self._full_glove())
             self._full_glove = self._vocab = None
         return self._text
 
@@ -69,7 +69,7 @@ class SearchModel:
         """The text embedder's words and their IDF, without reading any word vectors."""
         return self._text.vocab, self._text.idf
 
-    def _text_for(self, texts) -> TextEmbedder:
+    def text_for(self, texts) -> TextEmbedder:
         """The embedder for a list of texts: the vocabulary's when it knows every word of them."""
         if self._full_glove is None:
             return self._text
@@ -90,11 +90,11 @@ class SearchModel:
         if isinstance(texts, str):
             return self._text.embed(texts)  # its TypeError says what to do
         texts = texts if isinstance(texts, Sequence) else list(texts)
-        return self._text_for(texts).embed(texts)
+        return self.text_for(texts).embed(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         """``(D,)`` unit embedding of one query; ``ValueError`` when no word is known."""
-        return self._text_for([text] if isinstance(text, str) else []).embed_query(text)
+        return self.text_for([text] if isinstance(text, str) else []).embed_query(text)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array the model is made of, under the names the file uses."""

@@ -139,9 +139,8 @@ def say(message: str) -> None:
 
     Outside a notebook stdout is left to what a command prints (e.g. one JSON object).
     """
-    ipython = sys.modules.get("IPython")  # imported by any notebook kernel; never imported here
-    in_notebook = getattr(ipython and ipython.get_ipython(), "kernel", None) is not None
-    print(message, file=sys.stdout if in_notebook else sys.stderr)
+    in_notebook = type(sys.stdout).__module__.startswith("ipykernel")  # a kernel's output stream
+    print(message, file=sys.stdout if in_notebook else sys.stderr, flush=True)
 
 
 @functools.cache
@@ -174,11 +173,6 @@ def held_notices():
         yield _held_notices
     finally:
         _held_notices = outer
-
-
-def say(message: str) -> None:
-    """Print a status line (what a slow step is doing): stdout in a notebook, else stderr."""
-    print(message, file=sys.stdout if "ipykernel" in sys.modules else sys.stderr, flush=True)
 
 
 #: Bytes a file's first read takes per second, roughly (the 2-core build machine, under load).

@@ -245,11 +245,14 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
     correct : bool
         Correct typos (:class:`Corrector`); ``False`` leaves unknown words out, as ``se_text``.
     """
-    corrector = corrector_for(model.text) if correct else None
-    glove = model.text.glove
+    parsed = parse(text)
+    # the model's own vocabulary's vectors when they cover every word; else the full GloVe
+    embedder = model.text_for([" ".join(word for word, _ in parsed)])
+    corrector = corrector_for(embedder) if correct else None
+    glove = embedder.glove
     query = Query(text, image_ids=list(image_ids))
     net: dict[str, float] = {}  # each known word's multipliers, added up (a repeat counts twice)
-    for typed, multiplier in parse(text):
+    for typed, multiplier in parsed:
         if corrector is not None:
             used = corrector.correct(typed)
         else:  # as se_text: a word not in GloVe adds nothing
@@ -258,9 +261,9 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
         if used is not None:
             net[used] = net.get(used, 0.0) + multiplier
     words = list(net)
-    weights = model.text.weights_of(words) if words else np.zeros(0)  # 0: a dropped stop word
+    weights = embedder.weights_of(words) if words else np.zeros(0)  # 0: a dropped stop word
     vectors = np.array([weights[i] * np.asarray(glove[word], np.float64)
-                        for i, word in enumerate(words)]).reshape(len(words), model.text.dim)
+                        for i, word in enumerate(words)]).reshape(len(words), embedder.dim)
     multipliers = np.array([net[word] for word in words])
     keep = weights * multipliers != 0
     keys = [word if net[word] > 0 else f"-{word}" for word in np.array(words)[keep].tolist()]
@@ -278,7 +281,7 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
         return query
     if (weights != 0).any():
         raise ValueError(f"the words of query {text!r} cancel out: add a word, or drop a -word")
-    ignored = " (common words such as 'the' are ignored)" if model.text.stop_words else ""
+    ignored = " (common words such as 'the' are ignored)" if embedder.stop_words else ""
     raise ValueError(f"no known words in query {text!r}{ignored}: try ordinary English words "
                      'such as "dog" or "boat"')
 

@@ -361,6 +361,8 @@ def test_download_fails_offline_in_one_line(no_cogworks_cache, monkeypatch, caps
 def test_the_command_line_reports_an_error_in_one_line_even_on_the_sample(
     no_cogworks_cache, tmp_path, capsys
 ):
+    data.ensure_sample()  # generated first (a cold cache says so, on its own line)
+    capsys.readouterr()
     data._announce_sample.cache_clear()
     assert cli.main(["search", "--model", str(tmp_path / "none.npz"), "a boat"]) == 2
     error = capsys.readouterr().err.splitlines()

@@ -38,6 +38,11 @@ def kinds(scene):
     return {item["kind"] for item in scene["objects"]}
 
 
+def main_kind(scene):
+    """The kind of a scene's main objects (listed first; another, smaller one may follow)."""
+    return scene["objects"][0]["kind"]
+
+
 def colors(scene):
     return {item["color"] for item in scene["objects"]}
 
@@ -211,7 +216,8 @@ def test_a_weight_makes_a_word_count_more(sample_db):
         return reds, np.mean([r["why"]["red"] / r["score"] for r in results])
 
     plain, weighted = red_share("red boat"), red_share("3:red boat")
-    assert weighted[0] >= max(plain[0], 0.9) and weighted[1] > plain[1] + 0.1
+    # sample v3 scenes may hold a second, smaller object of another colour: compare, don't fix
+    assert weighted[0] >= plain[0] + 0.2 and weighted[1] > plain[1] + 0.1
     assert sample_db.query("red:3 boat", 10) == sample_db.query("3:red boat", 10)
 
 
@@ -226,7 +232,7 @@ def test_an_image_and_text_together(sample_db):
         assert set(found.results[0]["why"]) == {"night", f"#{image_id}"}
         results = scenes_of(db, found.results)
         steered += np.mean([result["background"] == "night" for result in results])
-        kept += np.mean([kinds(result) == kinds(scene) for result in results])
+        kept += np.mean([main_kind(scene) in kinds(result) for result in results])
     # mostly at night, and far more often the same kind of object than chance (1/8)
     assert steered / len(picks) >= 0.6 and kept / len(picks) >= 0.5
     only_image = db.search("", 5, image=picks[0]).results
@@ -248,7 +254,9 @@ def test_dedup_drops_near_duplicates_of_better_results(sample_db, threshold):
             better = kept[: sum(full.index(i) < full.index(image_id) for i in kept)]
             vector = db.embeddings[db.row(image_id)]
             assert (db.embeddings[[db.row(i) for i in better]] @ vector).max() >= cosine
-    assert kept != full[:10]
+    top = db.embeddings[[db.row(i) for i in full[:10]]]
+    near_duplicates = (top @ top.T)[np.triu_indices(10, 1)].max() >= cosine
+    assert (kept != full[:10]) == near_duplicates  # changed exactly when the plain top 10 repeats
     assert db.query("red boat", 10, dedup=False) == db.query("red boat", 10)
 
 
@@ -297,4 +305,4 @@ def test_the_untrained_model_is_near_chance_on_every_rewrite(mrr, sample_db):
     n = min(len(sample_db.dataset.val_image_ids), 1000)
     chance = np.mean(1 / np.arange(1, n + 1))  # a random rank's MRR
     for how, value in mrr["untrained"].items():
-        assert value < 3 * chance < mrr["trained"][how] / 5, how
+        assert value < 3 * chance < mrr["trained"][how] / 4, how
