@@ -5,9 +5,9 @@ COCO's ``captions_train2014.json`` is 72 MB. Parsed with :func:`json.load` it be
 writes a cache of plain arrays (``captions_train2014.captions.npz`` beside it, or under
 ``cache_dir()/captions/`` when it cannot go there): the images' ids, urls and scene records,
 and every caption's id, image id and text, and the captions grouped by image. Each list of
-texts is one UTF-8 blob plus byte offsets (:class:`Texts`), about a sixth of the Python
-strings' memory. Later loads memory-map the cache's arrays: nothing is read until it is used,
-so a search that shows ten results reads ten images' captions, not 414,113.
+texts is one UTF-8 blob plus byte offsets (:class:`Texts`): at COCO size the whole cache is
+41 MB. Later loads memory-map the cache's arrays: nothing is read until it is used, so a search
+that shows ten results reads ten images' captions, not 414,113.
 
 The cache records the JSON's size, mtime and a hash of its first and last MiB, and is rebuilt
 when they change, or when it cannot be read.
@@ -21,7 +21,7 @@ import os
 import struct
 import time
 import zipfile
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +235,8 @@ class CaptionStore:
 
     def __init__(self, arrays: dict):
         self.image_ids = arrays["image_ids"]
-        self.caption_ids, self.caption_image_ids = arrays["caption_ids"], arrays["caption_image_ids"]
+        self.caption_ids = arrays["caption_ids"]
+        self.caption_image_ids = arrays["caption_image_ids"]
         self.captions = Texts.from_arrays(arrays["caption_blob"], arrays["caption_offsets"])
         self.urls = TextByImage(self.image_ids,
                                 Texts.from_arrays(arrays["url_blob"], arrays["url_offsets"]))

@@ -175,7 +175,8 @@ class SearchModel:
 
     def __repr__(self) -> str:
         d_in, d_out = self.image.shape
-        return (f"SearchModel(dataset={self.info.get('dataset')!r}, glove={self._text.glove_name!r}, "
+        return (f"SearchModel(dataset={self.info.get('dataset')!r}, "
+                f"glove={self._text.glove_name!r}, "
                 f"{d_in}->{d_out}, checksum={self.checksum[:12]})")
 
 

@@ -1,4 +1,4 @@
-"""The compact captions: Texts behaves like a list of str, the cache is made once and kept current."""
+"""The compact captions: Texts acts as a list of str; the cache is made once and kept current."""
 
 import json
 import os
