@@ -210,12 +210,19 @@ def test_search_page_shows_results_that_follow_the_query(server, database, page)
     page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
     boats = search(page, database, "a red boat on the water")
     screenshot(page, "search.png", down_to=page.locator(".capstone-results"))
-    assert search(page, database, "a yellow flower in the snow", previous=boats) != boats
+    flowers = search(page, database, "a yellow flower in the snow", previous=boats)
+    assert flowers != boats
+
+    search(page, database, "a red baot -water", previous=flowers)  # a typo, and a minus term
+    message = page.locator(".capstone-message").inner_text()
+    assert "showing results for" in message and "boat" in message and "baot" not in message
+    labels = page.locator(".capstone-result").all_inner_texts()
+    assert all("boat " in label for label in labels), labels  # each tile's top words and shares
+    screenshot(page, "search-corrected.png", down_to=page.locator(".capstone-results"))
 
     page.locator(".capstone-query input").fill("qwzx vbnm")
-    message = page.locator(".capstone-message")
-    message.wait_for(state="visible", timeout=30_000)
-    assert "No known words" in message.inner_text()
+    message = page.locator(".capstone-message").filter(has_text="No known words")
+    message.wait_for(state="visible", timeout=30_000)  # the previous search's line is replaced
     assert page.locator(".capstone-result").count() == 0
 
 
