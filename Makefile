@@ -37,7 +37,7 @@ test: install browser
 lab: install
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks $(ALLOW_ROOT)
 
-# Voila on 127.0.0.1 with the kernel websocket guard and kernel culling (capstone/app.py).
+# Voila on 127.0.0.1 with the kernel websocket guard and kernel culling (capstone/apps/server.py).
 app: install
 	$(PY) -m capstone.app
 

@@ -1,4 +1,4 @@
-"""Approximate search (:mod:`capstone.ann`) against exact search on a million clustered vectors.
+"""Approximate search (:mod:`capstone.search.ann`) against exact search on a million clustered vectors.
 
 The database holds 1,000,000 unit float32 vectors of dimension 200 with clustered structure:
 3,000 random unit cluster centres, each vector a centre plus isotropic Gaussian noise of the same
@@ -89,7 +89,7 @@ def rows(n=None, dim=DIM, queries=QUERIES, settings=None) -> list[dict]:
     settings : dict, optional
         Index kind -> parameters; default :data:`SETTINGS`.
     """
-    from capstone.ann import build_index
+    from capstone.search.ann import build_index
 
     n = int(n or os.environ.get("CAPSTONE_BENCH_ANN_N") or N)
     settings = SETTINGS if settings is None else settings

@@ -2,12 +2,12 @@
 
 GloVe: a seeded synthetic word2vec text file of 100,000 words x 200 dims (a quarter of
 ``glove.6B.200d``'s 400,000 words, in its number format), parsed by gensim's
-``load_word2vec_format`` as the course does, against :func:`capstone.glove.load_glove_file`'s
+``load_word2vec_format`` as the course does, against :func:`capstone.data.glove.load_glove_file`'s
 first load (parse + write the cache) and its later loads (a memory map of the cache).
 
 Features: a seeded synthetic ``resnet18_features.pkl`` with COCO's 82,612 arrays of shape
 (1, 512), ``pickle.load`` as the course does (which gives only the dict), against
-:func:`capstone.data.load_features` reading its ``.npz`` cache (sorted ids + an aligned array).
+:func:`capstone.data.dataset.load_features` reading its ``.npz`` cache (sorted ids + an aligned array).
 
 Everything is written to a temporary folder, the cache included. Run alone with
 ``python benchmarks/bench_data.py``.
@@ -71,7 +71,7 @@ def glove_rows(folder: Path) -> list[dict]:
     """GloVe: gensim's parse against our first load and our cached (memory-mapped) load."""
     from gensim.models import KeyedVectors
 
-    from capstone.glove import load_glove_file
+    from capstone.data.glove import load_glove_file
 
     path = write_word2vec(folder / "glove.txt")
     course, expected = best_seconds(lambda: KeyedVectors.load_word2vec_format(path), repeats=1)
@@ -95,7 +95,7 @@ def glove_rows(folder: Path) -> list[dict]:
 
 def features_rows(folder: Path) -> list[dict]:
     """Features: ``pickle.load`` of the course's file against our ``.npz`` cache."""
-    from capstone.data import load_features
+    from capstone.data.dataset import load_features
 
     path = write_features_pickle(folder / "resnet18_features.pkl")
 

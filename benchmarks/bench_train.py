@@ -4,11 +4,11 @@ Synthetic work of COCO's shape, seeded: 82,612 images with 512-d random features
 captions (five per image, the rest spread over random images) with random unit 200-d embeddings
 (the 200-d GloVe space), the 4/5 training split: about 331,000 triples, 25 candidates each.
 
-triple generation  ours: :func:`capstone.triples.make_triples` (vectorised, blocked gathers)
+triple generation  ours: :func:`capstone.course.triples.make_triples` (vectorised, blocked gathers)
                    baseline: a per-caption Python loop over the same precomputed image-text
                    matrix (draw 25 other images, score, keep the best), timed on 3,000
                    captions and scaled to the epoch's count
-training epoch     ours: :func:`capstone.train.train_epoch` (MyNN dense layer, mygrad graph,
+training epoch     ours: :func:`capstone.course.train.train_epoch` (MyNN dense layer, mygrad graph,
                    ``loss.backward()``, MyNN SGD with momentum, noggin recording every batch)
                    baseline: the same forward, backward and momentum step written in bare NumPy
                    (both with one BLAS thread, as training runs)
@@ -33,8 +33,8 @@ SETTINGS = dict(batch_size=32, lr=1e-3, momentum=0.9, margin=0.25)
 
 
 def coco_sized(seed: int = 0):
-    """A :class:`capstone.data.Dataset` of COCO's size and its caption embeddings."""
-    from capstone.data import Dataset
+    """A :class:`capstone.data.dataset.Dataset` of COCO's size and its caption embeddings."""
+    from capstone.data.dataset import Dataset
 
     rng = np.random.default_rng(seed)
     image_ids = np.arange(N_IMAGES, dtype=np.int64) * 3 + 9
@@ -54,7 +54,7 @@ def coco_sized(seed: int = 0):
 
 def looped_hard_negatives(dataset, embeddings, n_captions: int, seed: int = 0) -> np.ndarray:
     """The per-caption loop: for each caption, 25 random other images, keep the most similar."""
-    from capstone.triples import image_text_embeddings
+    from capstone.course.triples import image_text_embeddings
 
     rng = np.random.default_rng(seed)
     image_rows = dataset.rows(dataset.train_image_ids)
@@ -101,10 +101,10 @@ def rows() -> list[dict]:
     """Triple generation (vectorised vs loop), one epoch (ours vs bare NumPy), and their share."""
     from threadpoolctl import threadpool_limits
 
-    from capstone.image import ImageEmbedder
-    from capstone.live import new_recorder
-    from capstone.train import PRESETS, make_optimizer, train_epoch
-    from capstone.triples import make_triples
+    from capstone.course.image import ImageEmbedder
+    from capstone.ui.live import new_recorder
+    from capstone.course.train import PRESETS, make_optimizer, train_epoch
+    from capstone.course.triples import make_triples
 
     dataset, embeddings = coco_sized()
     start = time.perf_counter()

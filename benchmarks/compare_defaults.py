@@ -22,8 +22,8 @@ import argparse
 import json
 import sys
 
-from capstone.data import load_dataset, read_dataset
-from capstone.paths import cache_dir
+from capstone.data.dataset import load_dataset, read_dataset
+from capstone.data.paths import cache_dir
 from capstone.sample import SAMPLE_VERSION, read_marker, write_sample
 from capstone.further.compare import KEYS, VARIANTS, compare_variants, markdown, synonym_precision
 

@@ -8,9 +8,9 @@ import pytest
 from test_database import tiny_dataset
 
 from capstone.errors import CapstoneError, MissingFileError
-from capstone.glove import load_glove
-from capstone.model import ImageEmbedder, SearchModel
-from capstone.text import TextEmbedder
+from capstone.data.glove import load_glove
+from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.text import TextEmbedder
 
 
 def create_search_adapter(resources=None):
@@ -45,13 +45,13 @@ def test_without_a_trained_model_the_factory_says_how_to_train_one(tmp_path, mon
 
 
 def test_without_a_model_no_glove_is_read_first(tmp_path, monkeypatch):
-    import capstone.glove
+    import capstone.data.glove
 
     course_file = tmp_path / "glove.6B.200d.txt.w2v"
     course_file.write_text("1 2\nboat 0.5 0.5\n", encoding="utf-8")
     monkeypatch.setenv("CAPSTONE_MODEL", str(tmp_path / "none.npz"))
     read = []
-    monkeypatch.setattr(capstone.glove, "load_glove_file", lambda path: read.append(path))
+    monkeypatch.setattr(capstone.data.glove, "load_glove_file", lambda path: read.append(path))
     with pytest.raises(MissingFileError, match="python -m capstone train"):
         create_search_adapter({"glove_path": str(course_file)})
     assert read == []  # parsing the real 200-d file takes a while: fail before it

@@ -1,4 +1,4 @@
-"""Search indexes (capstone.ann): exact, FAISS HNSW and IVF-PQ behind ImageDatabase.query."""
+"""Search indexes (capstone.search.ann): exact, FAISS HNSW and IVF-PQ behind ImageDatabase.query."""
 
 import subprocess
 import sys
@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from capstone.ann import KINDS, ExactIndex, build_index, use_index
-from capstone.database import ImageDatabase
+from capstone.search.ann import KINDS, ExactIndex, build_index, use_index
+from capstone.course.database import ImageDatabase
 
 from test_database import tiny_dataset, tiny_model
 
@@ -155,7 +155,7 @@ def test_the_index_can_be_chosen_when_the_database_is_made(indexes, data):
 
 
 def test_importing_the_indexes_does_not_import_faiss():
-    code = "import sys, capstone.ann, capstone.database; print('faiss' in sys.modules)"
+    code = "import sys, capstone.search.ann, capstone.course.database; print('faiss' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import capstone
-from capstone import bench, cli
+from capstone.apps import bench
+from capstone.apps import cli
 from capstone.errors import MissingFileError
 
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"

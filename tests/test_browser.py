@@ -76,10 +76,10 @@ def database():
 
     When no model is saved, the default one is trained here (about 10 s), as ``make app`` does.
     """
-    from capstone.data import load_dataset
-    from capstone.database import ImageDatabase
-    from capstone.model import load_model
-    from capstone.train import train
+    from capstone.data.dataset import load_dataset
+    from capstone.course.database import ImageDatabase
+    from capstone.data.model import load_model
+    from capstone.course.train import train
 
     dataset = load_dataset()  # generates the sample here, not in two kernels at once
     try:
@@ -239,7 +239,7 @@ def test_search_box_in_a_notebook_follows_the_query(server, database, page, ui):
 
 @pytest.mark.parametrize("ui", UIS)
 def test_training_curves_redraw_while_training_runs(server, page, training_model, ui):
-    from capstone.model import load_model
+    from capstone.data.model import load_model
 
     training_model.unlink(missing_ok=True)
     open_notebook(page, server, ui, "04_training.ipynb")

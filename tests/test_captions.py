@@ -9,15 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_data import small_coco, write_coco
 
-from capstone import captions, data
-from capstone.captions import (
+from capstone.data import captions
+from capstone.data import dataset as data
+from capstone.data.captions import (
     CaptionStore,
     Texts,
     captions_cache_paths,
     load_caption_store,
     mapped_npz,
 )
-from capstone.data import read_captions, read_dataset
+from capstone.data.dataset import read_captions, read_dataset
 from capstone.errors import DataError
 
 texts = st.lists(st.text(st.characters(codec="utf-8"), max_size=20), max_size=30)
@@ -203,7 +204,8 @@ def test_a_loaded_store_reads_a_caption_without_reading_the_others(tmp_path):
 
 
 def test_the_features_pickles_first_read_is_announced(tmp_path, monkeypatch, capsys):
-    from capstone import paths, store
+    from capstone.data import paths
+    from capstone.data import store
 
     small_coco(tmp_path)
     monkeypatch.setattr(store, "announce_first_read",

@@ -15,8 +15,9 @@ from cogworks_data._utils import language_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capstone import cli, data
-from capstone.data import load_dataset, load_features, read_dataset
+from capstone.apps import cli
+from capstone.data import dataset as data
+from capstone.data.dataset import load_dataset, load_features, read_dataset
 from capstone.errors import DataError, MissingFileError
 
 

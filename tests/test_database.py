@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from capstone.data import Dataset
-from capstone.database import ImageDatabase, StaleDatabaseError, top_k
+from capstone.data.dataset import Dataset
+from capstone.course.database import ImageDatabase, StaleDatabaseError, top_k
 from capstone.errors import DataError
-from capstone.glove import keyed_vectors
-from capstone.model import ImageEmbedder, SearchModel
-from capstone.text import STOP_WORDS, TextEmbedder
+from capstone.data.glove import keyed_vectors
+from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.text import STOP_WORDS, TextEmbedder
 
 KINDS = ("boat", "car", "tree", "dog")
 COLORS = ("red", "blue", "green")
@@ -174,11 +174,11 @@ def trained_sample(n_images=200):
     -------
     (folder, model_path) : the folder to point ``CAPSTONE_DATA_DIR`` at, and the model file
     """
-    from capstone.data import read_dataset
-    from capstone.model import SearchModel
-    from capstone.paths import cache_dir
+    from capstone.data.dataset import read_dataset
+    from capstone.data.model import SearchModel
+    from capstone.data.paths import cache_dir
     from capstone.sample import SAMPLE_VERSION, read_marker, write_sample
-    from capstone.train import train
+    from capstone.course.train import train
 
     folder = cache_dir() / "search-tests" / f"sample-{n_images}"
     model_path = folder / "model.npz"
@@ -198,11 +198,11 @@ def full_sample_model_path():
 
     Kept in the test cache, so only the first run trains (about 10-30 s).
     """
-    from capstone.data import load_dataset
-    from capstone.model import SearchModel
-    from capstone.paths import cache_dir
+    from capstone.data.dataset import load_dataset
+    from capstone.data.model import SearchModel
+    from capstone.data.paths import cache_dir
     from capstone.sample import SAMPLE_VERSION
-    from capstone.train import train
+    from capstone.course.train import train
 
     model_path = cache_dir() / "search-tests" / f"full-sample-v{SAMPLE_VERSION}-model.npz"
     try:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from capstone import display
-from capstone.display import (draw_tile, image_cache_path, load_image, show_images,
+from capstone.ui import display
+from capstone.ui.display import (draw_tile, image_cache_path, load_image, show_images,
                               show_results, tile_title)
 
 UNREACHABLE = "http://127.0.0.1:9/COCO_train2014_000000000009.jpg"

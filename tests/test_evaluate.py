@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, TEXT
 
-from capstone.evaluate import (
+from capstone.course.evaluate import (
     chance,
     compare,
     evaluate,
@@ -22,7 +22,7 @@ from capstone.evaluate import (
     rank_of_truth,
     recall_at_k,
 )
-from capstone.train import train
+from capstone.course.train import train
 
 
 def brute_force_rank(scores, right):
@@ -145,7 +145,7 @@ def test_a_perfect_model_scores_perfectly():
 
 # -- command line ----------------------------------------------------------------------------------
 def test_cli_evaluate_json_and_table(small_sample, tmp_path, monkeypatch, capsys):
-    from capstone.cli import main
+    from capstone.apps.cli import main
 
     monkeypatch.setenv("CAPSTONE_DATA_DIR", str(small_sample))
     monkeypatch.setenv("CAPSTONE_MODEL", str(tmp_path / "model.npz"))
@@ -163,7 +163,7 @@ def test_cli_evaluate_json_and_table(small_sample, tmp_path, monkeypatch, capsys
 
 
 def test_cli_evaluate_names_the_command_for_a_missing_model(tmp_path, capsys):
-    from capstone.cli import main
+    from capstone.apps.cli import main
 
     assert main(["evaluate", "--dataset", "sample", "--model", str(tmp_path / "none.npz")]) == 2
     assert "python -m capstone train --dataset sample" in capsys.readouterr().err

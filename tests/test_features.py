@@ -35,7 +35,7 @@ def random_images(seed, n, height, width):
 
 
 def test_blocks_add_up_to_512_and_the_old_import_path_still_works():
-    from capstone import features as old_path
+    from capstone.sample import features as old_path
 
     assert old_path.extract_features is extract_features
     assert sum(BLOCK_SIZES.values()) == FEATURE_DIM == 512

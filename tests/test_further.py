@@ -11,8 +11,8 @@ import pytest
 from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, GLOVE, TEXT
 
-from capstone.cli import main
-from capstone.evaluate import compare, evaluate, untrained_like
+from capstone.apps.cli import main
+from capstone.course.evaluate import compare, evaluate, untrained_like
 from capstone.further.embedders import (
     MLPEmbedder,
     Standardized,
@@ -24,9 +24,9 @@ from capstone.further.embedders import (
 from capstone.further.losses import both_directions_loss, candidate_columns, contrastive_loss
 from capstone.further.ridge import fit_ridge, ridge_targets
 from capstone.further.sif import SIFTextEmbedder, fit_text_weighted
-from capstone.model import ImageEmbedder, SearchModel
-from capstone.text import TextEmbedder, tokenize
-from capstone.train import PRESETS, Settings, train, triple_loss
+from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.text import TextEmbedder, tokenize
+from capstone.course.train import PRESETS, Settings, train, triple_loss
 
 FAST = dict(text=TEXT, out=False, plot=False, progress=False, n_candidates=10)
 OLD_MODEL = Path(__file__).parent / "data" / "model-before-further.npz"
@@ -305,7 +305,7 @@ def test_compare_variants_trains_each_seed_and_adds_the_ridge_rows():
 
 
 class ExactIndex:
-    """What an index of ``capstone.ann`` offers: ``search(vector, k) -> (rows, scores)``."""
+    """What an index of ``capstone.search.ann`` offers: ``search(vector, k) -> (rows, scores)``."""
 
     def __init__(self, data, kind, keep=1.0):
         self.data, self.keep = data, keep

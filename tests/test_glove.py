@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capstone.errors import DataError, MissingFileError
-from capstone.glove import glove_cache_dir, glove_path, keyed_vectors, load_glove, load_glove_file
+from capstone.data.glove import glove_cache_dir, glove_path, keyed_vectors, load_glove, load_glove_file
 
 
 def write_word2vec(path, words, vectors, end=""):

@@ -5,9 +5,9 @@ import pytest
 from test_triples import DATASET, TEXT
 from test_train import FakeClock, FakeDisplay
 
-from capstone import live
-from capstone.live import LivePlot, moving_average
-from capstone.train import PRESETS, train
+from capstone.ui import live
+from capstone.ui.live import LivePlot, moving_average
+from capstone.course.train import PRESETS, train
 
 
 def test_moving_average_is_the_mean_of_the_window_before_each_point():

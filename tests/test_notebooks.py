@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from capstone.notebooks import NotebookError, run_notebook, strip_notebook
+from capstone.apps.notebooks import NotebookError, run_notebook, strip_notebook
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = (

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from capstone.data import Dataset
-from capstone.plots import (
+from capstone.data.dataset import Dataset
+from capstone.ui.plots import (
     caption_lengths,
     common_triples,
     plot_caption_lengths,
@@ -18,8 +18,8 @@ from capstone.plots import (
     show_negatives,
     word_counts,
 )
-from capstone.text import STOP_WORDS, tokenize
-from capstone.triples import Triples
+from capstone.course.text import STOP_WORDS, tokenize
+from capstone.course.triples import Triples
 
 words = st.sampled_from(["a", "the", "red", "boat", "tree", "on", "water", "Dog's", "kite,"])
 captions = st.lists(st.lists(words, max_size=12).map(" ".join), min_size=1, max_size=30)

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from test_database import trained_sample
 
-from capstone import data, model as model_module, prepared, store
-from capstone.data import load_dataset
-from capstone.database import ImageDatabase
-from capstone.glove import WordVectors, load_glove, load_word_vectors
-from capstone.model import SearchModel, load_model
-from capstone.prepared import SearchView, load_or_train, load_search_view, open_database
+from capstone.data import dataset as data
+from capstone.data import model as model_module
+from capstone.pipeline import prepared
+from capstone.data import store
+from capstone.data.dataset import load_dataset
+from capstone.course.database import ImageDatabase
+from capstone.data.glove import WordVectors, load_glove, load_word_vectors
+from capstone.data.model import SearchModel, load_model
+from capstone.pipeline.prepared import SearchView, load_or_train, load_search_view, open_database
 from capstone.sample import UNUSED_SYNONYMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +138,7 @@ def test_many_texts_use_the_full_glove(env, monkeypatch):
 
 
 def test_the_search_command_loads_no_plotting_library_and_no_gensim(full_db, env):
-    script = ("import sys; from capstone.cli import main; status = main(['search', 'red boat']); "
+    script = ("import sys; from capstone.apps.cli import main; status = main(['search', 'red boat']); "
               "heavy = ('noggin', 'matplotlib', 'gensim', 'pandas', 'xarray', 'tqdm'); "
               "print(status, [name for name in heavy if name in sys.modules])")
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -163,7 +166,7 @@ def test_load_or_train_says_what_it_does_and_saves(env, tmp_path, capsys):
 
 
 def test_the_training_estimate_grows_with_epochs_and_shrinks_with_batches(env):
-    from capstone.train import PRESETS
+    from capstone.course.train import PRESETS
 
     dataset = load_dataset()
     default, more = PRESETS["default"], PRESETS["default"].replace(epochs=60)
@@ -178,8 +181,8 @@ def test_word_vectors_are_gloves_words_and_vectors_without_gensim(env):
     assert vectors.index_to_key[:5] == glove.index_to_key[:5] and vectors.vector_size == 50
     np.testing.assert_array_equal(vectors["boat"], glove["boat"])
     assert "boat" in vectors and "qwzx" not in vectors
-    script = ("import sys; from capstone.data import load_dataset; "
-              "from capstone.train import fit_text; fit_text(load_dataset()); "
+    script = ("import sys; from capstone.data.dataset import load_dataset; "
+              "from capstone.course.train import fit_text; fit_text(load_dataset()); "
               "print('gensim' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=True)

@@ -6,16 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_database import KINDS, COLORS, full_sample_model_path, tiny_dataset, tiny_model
 
-from capstone.data import load_dataset
-from capstone.database import ImageDatabase
-from capstone.evaluate import untrained_like
-from capstone.model import load_model
-from capstone.query import (DEDUP_THRESHOLD, MAX_QUERY_CHARS, NUMBER_WORDS, Corrector,
+from capstone.data.dataset import load_dataset
+from capstone.course.database import ImageDatabase
+from capstone.course.evaluate import untrained_like
+from capstone.data.model import load_model
+from capstone.search.query import (DEDUP_THRESHOLD, MAX_QUERY_CHARS, NUMBER_WORDS, Corrector,
                             corrector_for, format_why, is_slip, keyboard_neighbours, parse,
                             top_words)
-from capstone.rewrites import REWRITES, rewrite, rewritten_mrr, typo
-from capstone.stop_words import STOP_WORDS
-from capstone.widgets import example_words
+from capstone.search.rewrites import REWRITES, rewrite, rewritten_mrr, typo
+from capstone.course.stop_words import STOP_WORDS
+from capstone.ui.widgets import example_words
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +139,8 @@ def corrector_over(captions, other_words=()):
     words = list(dict.fromkeys(w for caption in captions for w in caption.split()))
     words += list(other_words)
     vectors = np.random.default_rng(0).standard_normal((len(words), 8)).astype(np.float32)
-    from capstone.glove import keyed_vectors
-    from capstone.text import TextEmbedder
+    from capstone.data.glove import keyed_vectors
+    from capstone.course.text import TextEmbedder
 
     return Corrector(TextEmbedder.fit(captions, keyed_vectors(words, vectors), "test"))
 

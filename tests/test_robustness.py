@@ -21,21 +21,21 @@ from hypothesis.extra import numpy as hnp
 from test_data import write_coco, write_features
 from test_database import tiny_dataset, tiny_model
 
-import capstone.paths
-import capstone.store
-from capstone import display
-from capstone.adapter import SearchAdapter
-from capstone.cli import json_text, main
-from capstone.data import FEATURES_FILE, load_features, read_dataset
-from capstone.database import ImageDatabase, top_k
+import capstone.data.paths
+import capstone.data.store
+from capstone.ui import display
+from capstone.apps.adapter import SearchAdapter
+from capstone.apps.cli import json_text, main
+from capstone.data.dataset import FEATURES_FILE, load_features, read_dataset
+from capstone.course.database import ImageDatabase, top_k
 from capstone.errors import DataError, DiskFullError
-from capstone.glove import glove_cache_dir, load_glove, load_glove_file
-from capstone.model import SearchModel
-from capstone.paths import atomic_write, remove_stale_temporaries
+from capstone.data.glove import glove_cache_dir, load_glove, load_glove_file
+from capstone.data.model import SearchModel
+from capstone.data.paths import atomic_write, remove_stale_temporaries
 from capstone.sample import write_sample
-from capstone.store import load_array_pickle
-from capstone.text import TextEmbedder, unit_rows
-from capstone.train import train
+from capstone.data.store import load_array_pickle
+from capstone.course.text import TextEmbedder, unit_rows
+from capstone.course.train import train
 
 
 def strict_json(text: str):
@@ -172,7 +172,7 @@ def test_the_command_line_prints_strict_json_with_null_for_non_finite_numbers():
 def adapter_model():
     dataset = tiny_dataset(n_images=24)
     text = TextEmbedder.fit(dataset.captions, load_glove("glove-50d"), "glove-50d")
-    from capstone.image import ImageEmbedder
+    from capstone.course.image import ImageEmbedder
 
     return SearchModel(ImageEmbedder(512, 50, seed=3), text, {"dataset": "sample"})
 
@@ -329,7 +329,7 @@ def test_train_out_on_a_full_disk_is_one_line_and_leaves_no_partial_file(nan_env
             raise enospc(file)
         return real_savez(file, **arrays)
 
-    monkeypatch.setattr(capstone.store.np, "savez", savez)
+    monkeypatch.setattr(capstone.data.store.np, "savez", savez)
     status, out_text, err = run(capsys, "train", "--epochs", "2", "--out", str(out))
     assert status == 2 and out_text == "" and len(err) == 1, err
     assert err[0] == (f"error: no space left on device writing {out}: free some space or write "
@@ -348,7 +348,7 @@ def test_an_unwritable_out_is_refused_before_any_batch(tmp_path, monkeypatch, wh
         def refuse(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(capstone.paths.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(capstone.data.paths.tempfile, "mkstemp", refuse)
     batches = []
     with pytest.raises(DataError, match=f"cannot write {out}"):
         train(tiny_dataset(), out=out, epochs=1, plot=False, progress=False,
@@ -358,7 +358,7 @@ def test_an_unwritable_out_is_refused_before_any_batch(tmp_path, monkeypatch, wh
 
 def test_the_writability_check_leaves_nothing_behind(tmp_path):
     out = tmp_path / "new" / "deeper" / "m.npz"
-    assert capstone.paths.check_writable(out) == out
+    assert capstone.data.paths.check_writable(out) == out
     assert list(tmp_path.iterdir()) == []
 
 
@@ -438,7 +438,7 @@ def test_downloads_beyond_the_size_cap_are_not_kept(monkeypatch, tmp_path):
 
 # -- 7. temporaries of killed writers --------------------------------------------------------------
 def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
-    writer = ("import sys, time\nfrom capstone.paths import atomic_write\n"
+    writer = ("import sys, time\nfrom capstone.data.paths import atomic_write\n"
               "def write(tmp):\n    open(tmp, 'wb').write(b'half')\n    print(tmp, flush=True)\n"
               "    time.sleep(120)\natomic_write(sys.argv[1], write)\n")
     process = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "m.npz")],
@@ -452,7 +452,7 @@ def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_pa
     fresh_dead.write_text("{")                                # on another machine, kept a while
     alive = tmp_path / f".db.{os.getpid()}.tmp.npz"
     alive.write_text("")
-    old = time.time() - capstone.paths.STALE_SECONDS - 5
+    old = time.time() - capstone.data.paths.STALE_SECONDS - 5
     for path in (left, alive):
         os.utime(path, (old, old))
     atomic_write(tmp_path / "next.json", lambda tmp: Path(tmp).write_text("{}"))

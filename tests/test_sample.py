@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from capstone import cli, sample
+from capstone import sample
+from capstone.apps import cli
 from capstone.sample import (
     BACKGROUNDS,
     COLORS,

@@ -7,10 +7,10 @@ import pytest
 from test_database import full_sample_model_path, trained_sample
 from test_sample import BACKGROUND_WORDS, KIND_WORDS
 
-from capstone.cli import main
-from capstone.data import load_dataset
-from capstone.database import ImageDatabase
-from capstone.model import load_model
+from capstone.apps.cli import main
+from capstone.data.dataset import load_dataset
+from capstone.course.database import ImageDatabase
+from capstone.data.model import load_model
 from capstone.sample import KINDS, UNUSED_SYNONYMS
 
 
@@ -206,7 +206,7 @@ def test_an_image_and_text_from_either_command(sample_env, capsys):
 
 
 def test_dedup_leaves_out_near_duplicates(sample_env, capsys):
-    from capstone.query import DEDUP_THRESHOLD
+    from capstone.search.query import DEDUP_THRESHOLD
 
     _, plain, _ = run(capsys, "search", "--json", "red boat")
     status, out, _ = run(capsys, "search", "--json", "--dedup", "red boat")

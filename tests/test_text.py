@@ -10,10 +10,10 @@ from gensim.models import KeyedVectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capstone import text as text_module
-from capstone import token_rows
+from capstone.course import text as text_module
+from capstone.course import token_rows
 from capstone.errors import DataError
-from capstone.text import STOP_WORDS, TextEmbedder, tokenize
+from capstone.course.text import STOP_WORDS, TextEmbedder, tokenize
 
 # A tiny GloVe whose vectors make hand-checked embeddings easy.
 TINY_WORDS = ["a", "dog", "cat", "sleeps", "the", "boat", "ship"]
@@ -60,7 +60,7 @@ def tiny(tiny_glove):
 
 @pytest.fixture(scope="module")
 def glove():
-    from capstone.glove import load_glove
+    from capstone.data.glove import load_glove
 
     return load_glove("glove-50d")
 

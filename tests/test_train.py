@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from test_triples import DATASET, EMBEDDINGS, GLOVE, TEXT
 
-from capstone.live import LivePlot
-from capstone.model import ImageEmbedder, SearchModel
-from capstone.train import PRESETS, Settings, cosine_triple_loss, resolve_settings, train
-from capstone.triples import make_triples, triple_metrics
+from capstone.ui.live import LivePlot
+from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.train import PRESETS, Settings, cosine_triple_loss, resolve_settings, train
+from capstone.course.triples import make_triples, triple_metrics
 
 FAST = dict(text=TEXT, plot=False, progress=False, n_candidates=10)
 
@@ -228,7 +228,7 @@ def small_sample(tmp_path_factory):
 
 
 def test_cli_train_prints_one_json_line_and_saves(small_sample, tmp_path, monkeypatch, capsys):
-    from capstone.cli import main
+    from capstone.apps.cli import main
 
     monkeypatch.setenv("CAPSTONE_DATA_DIR", str(small_sample))
     out = tmp_path / "model.npz"
@@ -246,7 +246,7 @@ def test_cli_train_prints_one_json_line_and_saves(small_sample, tmp_path, monkey
 
 
 def test_cli_train_rejects_bad_input(capsys):
-    from capstone.cli import main
+    from capstone.apps.cli import main
 
     assert main(["train", "--dataset", "imagenet"]) == 2
     assert "unknown dataset name 'imagenet'" in capsys.readouterr().err

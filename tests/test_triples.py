@@ -12,9 +12,9 @@ from gensim.models import KeyedVectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capstone.data import Dataset
-from capstone.text import TextEmbedder
-from capstone.triples import (
+from capstone.data.dataset import Dataset
+from capstone.course.text import TextEmbedder
+from capstone.course.triples import (
     VALIDATION_SEED,
     Triples,
     draw_other,

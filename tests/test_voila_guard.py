@@ -1,4 +1,4 @@
-"""The search page's kernel websocket guard (``capstone.app``) and the probe that showed the bug.
+"""The search page's kernel websocket guard (``capstone.apps.server``) and the probe that showed the bug.
 
 Without the guard, voila 0.5 misreads the legacy framing of a binary message as v1 and builds a
 list of about 10**18 offsets: typing into the page over a websocket opened without the v1
@@ -14,7 +14,7 @@ import pytest
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 from voila_probe import VoilaServer, probe
 
-from capstone.app import (
+from capstone.apps.server import (
     IDLE_TIMEOUT,
     NOTEBOOK,
     V1_PROTOCOL,

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from test_database import tiny_dataset, tiny_model
 
-from capstone.database import ImageDatabase
-from capstone.query import format_why
-from capstone.widgets import SYNTAX_HINT, example_words, search_box
+from capstone.course.database import ImageDatabase
+from capstone.search.query import format_why
+from capstone.ui.widgets import SYNTAX_HINT, example_words, search_box
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ from tornado.websocket import websocket_connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_helpers import free_port  # noqa: E402
 
-from capstone.app import v1_framing_problem  # noqa: E402
+from capstone.apps.server import v1_framing_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"

@@ -13,7 +13,7 @@ Each module adds one idea beside the course core, which only calls into them:
 - :mod:`capstone.further.compare`: the comparison table of notebook 6 and
   ``benchmarks/compare_defaults.py``.
 - :mod:`capstone.further.tradeoff`: Recall@k against latency of approximate-search indexes
-  (notebook 6; the indexes come from :mod:`capstone.ann`).
+  (notebook 6; the indexes come from :mod:`capstone.search.ann`).
 
 Nothing is imported here, so that the core can import one of these modules without the others.
 """

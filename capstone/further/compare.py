@@ -1,7 +1,7 @@
 """Training variants side by side with the closed-form ridge reference.
 
 Notebook 6 and ``benchmarks/compare_defaults.py`` call :func:`compare_variants`: each variant
-is a set of :class:`capstone.train.Settings` changes (and optionally a text ``weighting``),
+is a set of :class:`capstone.course.train.Settings` changes (and optionally a text ``weighting``),
 trained with each seed and evaluated on the validation images; the ridge map of each text
 weighting is a row too. Every number is measured when the function runs.
 """
@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 
-from ..evaluate import evaluate
-from ..glove import load_glove
-from ..sample import KINDS, UNUSED_SYNONYMS
-from ..train import train
-from .ridge import fit_ridge
-from .sif import fit_text_weighted
+from capstone.course.evaluate import evaluate
+from capstone.data.glove import load_glove
+from capstone.sample import KINDS, UNUSED_SYNONYMS
+from capstone.course.train import train
+from capstone.further.ridge import fit_ridge
+from capstone.further.sif import fit_text_weighted
 
 KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10")
 MARGIN = dict(loss="margin", batch_size=32, lr=3e-3, optimizer="adam", margin=0.1,
@@ -45,9 +45,9 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
 
     Parameters
     ----------
-    dataset : capstone.data.Dataset
+    dataset : capstone.data.dataset.Dataset
     variants : dict, optional
-        Name -> :class:`~capstone.train.Settings` changes, plus an optional ``weighting``
+        Name -> :class:`~capstone.course.train.Settings` changes, plus an optional ``weighting``
         (``"idf"``, ``"mean"`` or ``"sif"``: how captions are embedded); default :data:`VARIANTS`.
     seeds : sequence of int
         Training seeds (the train/validation split stays the dataset's).
@@ -108,7 +108,7 @@ def summarise(runs: list) -> dict:
 
 
 def table(rows: dict, keys=KEYS) -> dict:
-    """``rows`` as columns for :func:`capstone.tables.format_table` (metrics by row name)."""
+    """``rows`` as columns for :func:`capstone.ui.tables.format_table` (metrics by row name)."""
     return {name: {key: row.get(key) for key in keys} for name, row in rows.items()}
 
 

@@ -1,6 +1,6 @@
 """Image embedders beyond ``x @ M + b``: an MLP, and standardised features.
 
-Both have :class:`capstone.image.ImageEmbedder`'s interface (``__call__`` in the mygrad graph,
+Both have :class:`capstone.course.image.ImageEmbedder`'s interface (``__call__`` in the mygrad graph,
 ``parameters``, ``shape``, ``embed`` in NumPy, ``get_arrays`` / ``set_arrays`` / ``from_arrays``),
 so training, checkpoints, the model file and search use them unchanged::
 
@@ -18,9 +18,9 @@ from mynn.activations import relu
 from mynn.initializers import glorot_normal
 from mynn.layers import dense
 
-from ..errors import DataError
-from ..image import ImageEmbedder
-from ..text import unit_rows
+from capstone.errors import DataError
+from capstone.course.image import ImageEmbedder
+from capstone.course.text import unit_rows
 
 EMBEDDERS = ("linear", "mlp")
 # A feature that barely varies over the training images is divided by at least this share of

@@ -46,7 +46,7 @@ def contrastive_loss(image, text, good_features, bad_features, temperature, *,
                      image_to_text=0.0):
     """In-batch softmax loss of a batch, in the image embedder's graph; also two similarities.
 
-    Same arguments and results as :func:`capstone.train.triple_loss`, with ``temperature`` in
+    Same arguments and results as :func:`capstone.course.train.triple_loss`, with ``temperature`` in
     place of the margin: ``(loss, sim_good, sim_bad)``, a mygrad scalar and the cosines of each
     caption with its good and its bad image (NumPy). ``image_to_text`` weighs the other
     direction (0: text to image only).

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..image import ImageEmbedder
-from ..model import SearchModel
-from ..triples import image_text_embeddings
-from .embedders import Standardized, feature_scaling
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
+from capstone.course.triples import image_text_embeddings
+from capstone.further.embedders import Standardized, feature_scaling
 
 ALPHA = 1.0
 
@@ -36,8 +36,8 @@ def fit_ridge(dataset, text, *, alpha: float = ALPHA, info: dict | None = None) 
 
     Parameters
     ----------
-    dataset : capstone.data.Dataset
-    text : capstone.text.TextEmbedder
+    dataset : capstone.data.dataset.Dataset
+    text : capstone.course.text.TextEmbedder
         Embeds the target captions (and, in the model, the queries).
     alpha : float
         The ridge added to ``X^T X``.

@@ -9,7 +9,7 @@ the first principal component ``u`` of the training captions' embeddings, is rem
 ``v - (v . u) u``, before scaling to unit length. A word no training caption used has ``p = 0``
 and weighs 1, so a query may still use it.
 
-:class:`SIFTextEmbedder` is a :class:`capstone.text.TextEmbedder` (``weighting="sif"``; its
+:class:`SIFTextEmbedder` is a :class:`capstone.course.text.TextEmbedder` (``weighting="sif"``; its
 weights sit where the IDF would): models that use it save and load like any other.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..text import TextEmbedder, _ascii, unit_rows
-from ..token_rows import RowLookup, chunks, token_rows
+from capstone.course.text import TextEmbedder, _ascii, unit_rows
+from capstone.course.token_rows import RowLookup, chunks, token_rows
 
 A = 1e-3  # the paper's range is 1e-4 to 1e-3
 WEIGHTINGS = ("idf", "mean", "sif")  # what fit_text_weighted accepts
@@ -30,7 +30,7 @@ class SIFTextEmbedder(TextEmbedder):
     Parameters
     ----------
     glove, glove_name, vocab, n_captions, stop_words
-        As for :class:`~capstone.text.TextEmbedder`.
+        As for :class:`~capstone.course.text.TextEmbedder`.
     idf : array of shape (n_words,)
         The SIF weight ``a / (a + p(word))`` of each word of ``vocab``.
     component : array of shape (D,), optional

@@ -1,6 +1,6 @@
 """Approximate search: how much recall an index gives up for how much speed.
 
-Notebook 6 measures the indexes of :mod:`capstone.ann` on generated embeddings: clustered unit
+Notebook 6 measures the indexes of :mod:`capstone.search.ann` on generated embeddings: clustered unit
 vectors, like a database of image embeddings (images of one scene lie close together). For each
 index, Recall@k is the share of the exact top ``k`` (by cosine) it returns, averaged over the
 queries, and latency is the median time of one ``index.search(vector, k)`` call. The index is
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ..text import unit_rows
+from capstone.course.text import unit_rows
 
 
 def clustered_embeddings(n: int = 20_000, dim: int = 50, *, n_queries: int = 200,
@@ -47,7 +47,7 @@ def measure_indexes(build_index, data, queries, kinds, *, k: int = 10, params=No
     ----------
     build_index : callable
         ``build_index(data, kind=kind, **params[kind])`` returns an object whose
-        ``search(vector, k)`` gives ``(rows, scores)`` (e.g. :func:`capstone.ann.build_index`).
+        ``search(vector, k)`` gives ``(rows, scores)`` (e.g. :func:`capstone.search.ann.build_index`).
     data, queries : arrays of unit rows
     kinds : sequence of str
     params : dict, optional

@@ -3,10 +3,10 @@
 :func:`write_sample` draws ``n_images`` 96x96 scenes with Pillow -- one to three objects of one
 kind and colour on a background, and in about two scenes of five a smaller object of another
 kind and colour beside them -- and writes them in exactly the course's formats and file names,
-so :mod:`capstone.data` reads the sample and the real COCO data the same way::
+so :mod:`capstone.data.dataset` reads the sample and the real COCO data the same way::
 
     out/captions_train2014.json    COCO layout; each image record also carries its ``scene``
-    out/resnet18_features.pkl      dict image_id -> float32 (1, 512), see capstone.features
+    out/resnet18_features.pkl      dict image_id -> float32 (1, 512), see capstone.sample.features
     out/images/COCO_sample_<image_id:012d>.png
     out/.complete                  JSON marker {version, seed, n_images, ...}, written last
 
@@ -31,7 +31,7 @@ no caption uses still finds the right scenes through the word vectors::
 
 The same seed and :data:`SAMPLE_VERSION` give the same bytes (json, pickle and PNGs; the json's
 ``coco_url`` names the output folder) on a given platform; change the version whenever the
-drawing, the captions or :mod:`capstone.features` change, so that cached samples regenerate.
+drawing, the captions or :mod:`capstone.sample.features` change, so that cached samples regenerate.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .. import paths
-from .features import BATCH_SIZE, extract_features
+from capstone.data import paths
+from capstone.sample.features import BATCH_SIZE, extract_features
 
 SAMPLE_VERSION = 3
 IMAGE_SIZE = 96
@@ -668,7 +668,7 @@ def ensure_sample(folder=None) -> Path:
     Parameters
     ----------
     folder : path-like, optional
-        Default :func:`capstone.paths.sample_dir`.
+        Default :func:`capstone.data.paths.sample_dir`.
 
     Returns
     -------

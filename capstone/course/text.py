@@ -10,7 +10,7 @@ with no known word embeds to the zero vector.
 Read :func:`tokenize`, :func:`idf_weights` and :func:`se_text` first: they are the definition,
 one caption at a time. :class:`TextEmbedder` computes the same numbers for many captions at once
 (one sparse ``texts x words`` weight matrix times the GloVe vectors; see
-:mod:`capstone.token_rows`), and the tests check the two agree.
+:mod:`capstone.course.token_rows`), and the tests check the two agree.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from .errors import DataError
-from .stop_words import STOP_WORDS
-from .token_rows import RowLookup, chunks, token_rows, used_rows
+from capstone.errors import DataError
+from capstone.course.stop_words import STOP_WORDS
+from capstone.course.token_rows import RowLookup, chunks, token_rows, used_rows
 
 WEIGHTINGS = ("idf", "mean")
 
@@ -216,7 +216,7 @@ class TextEmbedder:
             raise DataError(
                 f"the saved text embedding uses {dim}-d GloVe {glove_name!r} but the given GloVe "
                 f"is {glove.vectors.shape[1]}-d: load the right one with "
-                f"capstone.glove.load_glove({glove_name!r})"
+                f"capstone.data.glove.load_glove({glove_name!r})"
             )
         return cls(glove, glove_name, arrays["vocab"], arrays["idf"], int(arrays["n_captions"]),
                    weighting=str(arrays["weighting"]), stop_words=bool(arrays["stop_words"]))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from .text import unit_rows
+from capstone.course.text import unit_rows
 
 SPLITS = ("train", "validation")
 NEGATIVES = ("hard", "random")
@@ -78,7 +78,7 @@ def make_triples(
 
     Parameters
     ----------
-    dataset : capstone.data.Dataset
+    dataset : capstone.data.dataset.Dataset
     caption_embeddings : numpy.ndarray, shape (n_captions, D)
         Unit (or zero) rows aligned with ``dataset.captions``. Captions whose embedding is zero
         (no word known to GloVe) teach nothing and are left out.

@@ -1,6 +1,6 @@
 """Keeping the best epoch while training: its weights in memory and, atomically, on disk.
 
-Used by :func:`capstone.train.train` and by the training loop that notebook 4 writes out: call
+Used by :func:`capstone.course.train.train` and by the training loop that notebook 4 writes out: call
 :meth:`Checkpoint.update` once per epoch with the validation metrics.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from .image import ImageEmbedder
-from .model import SearchModel, check_model_path
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel, check_model_path
 
 
 class Checkpoint:
@@ -17,10 +17,10 @@ class Checkpoint:
 
     Parameters
     ----------
-    image : capstone.model.ImageEmbedder
+    image : capstone.data.model.ImageEmbedder
         The layer being trained (or another embedder with its interface,
         :mod:`capstone.further.embedders`) (read, never changed, until :meth:`best_model`).
-    text : capstone.text.TextEmbedder
+    text : capstone.course.text.TextEmbedder
     info : dict
         The model's record (dataset, settings); ``metrics`` is added.
     out : path-like or None
@@ -78,7 +78,7 @@ class Checkpoint:
 
 
 def epoch_record(epoch, train, val, epoch_start) -> dict:
-    """One row of :attr:`capstone.train.History.records`: an epoch's training means (``train``),
+    """One row of :attr:`capstone.course.train.History.records`: an epoch's training means (``train``),
     validation metrics (``val``) and seconds since ``epoch_start`` (``time.perf_counter()``)."""
     return {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "val_loss": val["loss"], "val_accuracy": val["accuracy"],

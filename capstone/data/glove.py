@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import DataError, MissingFileError
-from .paths import (
+from capstone.errors import DataError, MissingFileError
+from capstone.data.paths import (
     DOWNLOAD_COMMAND,
     GLOVE_FILES,
     announce_first_read,

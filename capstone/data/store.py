@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, MissingFileError
-from .paths import announce_first_read, atomic_write, cache_dir, notice
+from capstone.errors import DataError, MissingFileError
+from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice
 
 FEATURE_DIM = 512
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .captions import load_caption_store
-from .errors import CapstoneError, DataError, MissingFileError
-from .glove import glove_path
-from .paths import (  # noqa: F401  (where data lives; importable from here as before)
+from capstone.data.captions import load_caption_store
+from capstone.errors import CapstoneError, DataError, MissingFileError
+from capstone.data.glove import glove_path
+from capstone.data.paths import (  # noqa: F401  (where data lives; importable from here as before)
     CAPTIONS_FILE,
     DATASETS,
     DOWNLOAD_COMMAND,
@@ -43,15 +43,15 @@ from .paths import (  # noqa: F401  (where data lives; importable from here as b
     glove_name_for,
     glove_name_in,
 )
-from .sample import ensure_sample
-from .store import (  # noqa: F401  (the features file's reader; importable from here as before)
+from capstone.sample import ensure_sample
+from capstone.data.store import (  # noqa: F401  (the features file's reader; importable from here as before)
     FEATURE_DIM,
     RefusedPickleError,
     features_cache_paths,
     load_array_pickle,
     load_features,
 )
-from .text import tokenize
+from capstone.course.text import tokenize
 
 
 VOCABULARY_PART = 1 << 16  # captions tokenised together when counting the vocabulary
@@ -73,12 +73,12 @@ class Dataset:
         One entry per caption of an image that has features.
     captions : sequence of str, length n_captions
         The caption texts, aligned with ``caption_ids``: a list, or (loaded from files) a
-        compact :class:`capstone.captions.Texts` that indexes, slices and iterates like one.
+        compact :class:`capstone.data.captions.Texts` that indexes, slices and iterates like one.
     urls : mapping int -> str
         ``coco_url`` of every image in the json (with or without features).
     image_captions : mapping int -> list of str
         Every image's captions (with or without features); loaded from files, derived from
-        the captions on access (:class:`capstone.captions.CaptionsByImage`), never stored twice.
+        the captions on access (:class:`capstone.data.captions.CaptionsByImage`), never stored twice.
     scenes : mapping int -> dict, or None
         The sample's ground-truth scene records (``None`` for COCO).
     missing_image_ids : numpy.ndarray, int64
@@ -88,7 +88,7 @@ class Dataset:
     paths : dict str -> str
         ``captions``, ``features`` and ``glove`` (the GloVe name used by default).
     glove_name : str
-        The default word vectors for this dataset (see :func:`capstone.glove.load_glove`).
+        The default word vectors for this dataset (see :func:`capstone.data.glove.load_glove`).
     train_fraction, seed : float, int
         The split's settings; see :meth:`split`.
     """

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .further import embedders, ridge
-from .model import SearchModel
-from .tables import format_table  # noqa: F401  (its old import path)
-from .triples import make_triples, triple_metrics
+from capstone.further import embedders, ridge
+from capstone.data.model import SearchModel
+from capstone.ui.tables import format_table  # noqa: F401  (its old import path)
+from capstone.course.triples import make_triples, triple_metrics
 
 CAPTIONS_PER_IMAGE = 5
 KS = (1, 5, 10)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .database import ImageDatabase
-from .errors import CapstoneError
-from .glove import load_glove_file
-from .model import load_model, trained_model_path
+from capstone.course.database import ImageDatabase
+from capstone.errors import CapstoneError
+from capstone.data.glove import load_glove_file
+from capstone.data.model import load_model, trained_model_path
 
 
 def _resource(resources, name: str):
@@ -119,7 +119,7 @@ class SearchAdapter:
             raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})") from None
         if k < 1:
             return []
-        try:  # typos corrected silently; a query is capped at capstone.query.MAX_QUERY_CHARS
+        try:  # typos corrected silently; a query is capped at capstone.search.query.MAX_QUERY_CHARS
             found = self.database.search(str(query)[:1000], k).results
             image_ids = [result["image_id"] for result in found]
         except ValueError:  # no known word, even corrected: the most typical images

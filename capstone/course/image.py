@@ -1,6 +1,6 @@
 """``se_image(x) = x @ M + b``: one MyNN dense layer maps an image's features into the word space.
 
-Training (:mod:`capstone.train`) updates ``M`` and ``b`` through :attr:`ImageEmbedder.parameters`;
+Training (:mod:`capstone.course.train`) updates ``M`` and ``b`` through :attr:`ImageEmbedder.parameters`;
 search uses :meth:`ImageEmbedder.embed`, the same map in plain NumPy, scaled to unit length.
 """
 
@@ -10,8 +10,8 @@ import numpy as np
 from mynn.initializers import glorot_normal
 from mynn.layers import dense
 
-from .errors import DataError
-from .text import unit_rows
+from capstone.errors import DataError
+from capstone.course.text import unit_rows
 
 
 class ImageEmbedder:

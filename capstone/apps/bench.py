@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import MissingFileError
+from capstone.errors import MissingFileError
 
 
 def benchmarks_runner() -> Path:

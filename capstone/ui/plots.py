@@ -11,8 +11,8 @@ from collections import Counter
 
 import numpy as np
 
-from .display import draw_tile
-from .text import STOP_WORDS, tokenize
+from capstone.ui.display import draw_tile
+from capstone.course.text import STOP_WORDS, tokenize
 
 
 def _axes(ax, figsize):
@@ -24,7 +24,7 @@ def _axes(ax, figsize):
 
 
 def caption_lengths(captions) -> np.ndarray:
-    """Number of words (tokens, see :func:`capstone.text.tokenize`) of each caption."""
+    """Number of words (tokens, see :func:`capstone.course.text.tokenize`) of each caption."""
     return np.array([len(tokenize(caption)) for caption in captions], dtype=np.int64)
 
 
@@ -37,7 +37,7 @@ def word_counts(captions, n: int = 20, stop_words: bool = False) -> list[tuple[s
     n : int
         How many words.
     stop_words : bool
-        Count common words such as "a" and "the" (:data:`capstone.text.STOP_WORDS`) too.
+        Count common words such as "a" and "the" (:data:`capstone.course.text.STOP_WORDS`) too.
     """
     counts = Counter(word for caption in captions for word in tokenize(caption))
     if not stop_words:
@@ -76,7 +76,7 @@ def plot_word_frequencies(captions, n: int = 20, stop_words: bool = False, ax=No
 
 
 def common_triples(first, second) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in two :class:`~capstone.triples.Triples` of the captions both contain."""
+    """Positions in two :class:`~capstone.course.triples.Triples` of the captions both contain."""
     _, in_first, in_second = np.intersect1d(
         first.caption_rows, second.caption_rows, assume_unique=True, return_indices=True
     )
@@ -88,8 +88,8 @@ def show_negatives(dataset, random_triples, hard_triples, n: int = 4, seed: int 
 
     Parameters
     ----------
-    dataset : capstone.data.Dataset
-    random_triples, hard_triples : capstone.triples.Triples
+    dataset : capstone.data.dataset.Dataset
+    random_triples, hard_triples : capstone.course.triples.Triples
         Triples of the same split with ``negatives="random"`` and ``"hard"``.
     n : int
         Captions (rows) to show, drawn at random.

@@ -14,9 +14,9 @@ import math
 import sys
 from pathlib import Path
 
-from . import paths
-from .errors import CapstoneError, DataError
-from .query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
+from capstone.data import paths
+from capstone.errors import CapstoneError, DataError
+from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
 
 # Each command imports what it uses when it runs: a search from a fresh process then loads no
 # training libraries (mygrad, noggin, matplotlib), which alone would take over a second.
@@ -24,8 +24,8 @@ GLOVE_DOWNLOADS = {"200d": "glove.6B.200d.txt.w2v.zip", "50d": "glove.6B.50d.txt
 MAX_QUERIES_BYTES = 16 * 2**20  # a queries file is typed text: more is the wrong file
 QUERY_SYNTAX = ("typos are corrected; -word leaves a word out; 2:word (or word:2) weighs it "
                 "twice; --image ID adds an image")
-SPACES = ("semantic", "features")  # capstone.database.SPACES
-NEGATIVES = ("hard", "random")  # capstone.triples.NEGATIVES
+SPACES = ("semantic", "features")  # capstone.course.database.SPACES
+NEGATIVES = ("hard", "random")  # capstone.course.triples.NEGATIVES
 EMBEDDERS = ("linear", "mlp")  # capstone.further.embedders.EMBEDDERS
 LOSSES = ("margin", "contrastive", "contrastive-both")  # capstone.further.losses.LOSSES
 WEIGHTINGS = ("idf", "mean", "sif")  # capstone.further.sif.WEIGHTINGS
@@ -34,8 +34,8 @@ PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) o
 
 
 def preset_name(name: str) -> str:
-    """``--preset``'s value, checked against :data:`capstone.train.PRESETS` when given."""
-    from .train import PRESETS
+    """``--preset``'s value, checked against :data:`capstone.course.train.PRESETS` when given."""
+    from capstone.course.train import PRESETS
 
     if name not in PRESETS:
         raise argparse.ArgumentTypeError(f"choose one of {', '.join(sorted(PRESETS))}")
@@ -195,7 +195,7 @@ def json_text(value) -> str:
 # -- data ------------------------------------------------------------------------------------------
 def data_command(args) -> int:
     """``data``: a dataset's counts and file paths."""
-    from .data import load_dataset
+    from capstone.data.dataset import load_dataset
 
     summary = load_dataset(args.dataset).summary()
     if args.json:
@@ -209,8 +209,8 @@ def data_command(args) -> int:
 
 def download_command(args) -> int:
     """``download``: the course's files, then their fast caches."""
-    from .data import download, load_features
-    from .glove import load_glove_file, unzip_glove
+    from capstone.data.dataset import download, load_features
+    from capstone.data.glove import load_glove_file, unzip_glove
 
     names = (paths.CAPTIONS_FILE, paths.FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])
     files = [download(name) for name in names]
@@ -223,7 +223,7 @@ def download_command(args) -> int:
 
 def sample_command(args) -> int:
     """``sample``: write a sample dataset into a folder."""
-    from .sample import read_marker, write_sample
+    from capstone.sample import read_marker, write_sample
 
     out = write_sample(args.out, seed=args.seed, n_images=args.images)
     marker = read_marker(out)
@@ -236,11 +236,11 @@ def sample_command(args) -> int:
 # -- training and evaluation -----------------------------------------------------------------------
 def train_command(args) -> int:
     """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
-    from .data import load_dataset
-    from .further.sif import fit_text_weighted
-    from .glove import load_glove
-    from .model import check_model_path
-    from .train import resolve_settings, train
+    from capstone.data.dataset import load_dataset
+    from capstone.further.sif import fit_text_weighted
+    from capstone.data.glove import load_glove
+    from capstone.data.model import check_model_path
+    from capstone.course.train import resolve_settings, train
 
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     changes = {name: getattr(args, name) for name in (
@@ -264,9 +264,9 @@ def train_command(args) -> int:
 
 def evaluate_command(args) -> int:
     """``evaluate``: every metric of a trained model (``--compare``: beside baselines)."""
-    from .data import load_dataset
-    from .evaluate import compare, evaluate, format_table
-    from .model import load_model
+    from capstone.data.dataset import load_dataset
+    from capstone.course.evaluate import compare, evaluate, format_table
+    from capstone.data.model import load_model
 
     model = load_model(args.model, dataset=args.dataset)  # no model: fail before reading data
     dataset = load_dataset(args.dataset)
@@ -282,9 +282,9 @@ def evaluate_command(args) -> int:
 def database_for(dataset_name=None, model_path=None):
     """The saved database of a dataset's images for a model, rebuilt when missing or stale.
 
-    Read with what search needs only (:func:`capstone.prepared.open_database`).
+    Read with what search needs only (:func:`capstone.pipeline.prepared.open_database`).
     """
-    from .prepared import open_database
+    from capstone.pipeline.prepared import open_database
 
     return open_database(dataset_name, model_path)
 
@@ -393,7 +393,7 @@ def tags_command(args) -> int:
 
 def bench_command(args) -> int:
     """``bench``: run ``benchmarks/run.py``."""
-    from .bench import run_benchmarks
+    from capstone.apps.bench import run_benchmarks
 
     only = ["--only", args.only] if args.only else []
     return run_benchmarks(only + (["--json", args.json] if args.json else []))

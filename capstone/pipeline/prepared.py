@@ -3,7 +3,7 @@
 A search needs the model (weights, vocabulary, IDF and the vocabulary's GloVe vectors), the image
 database (ids and embeddings) and, for the few results it shows, their urls and captions.
 :func:`open_database` reads just those: a :class:`SearchView` of the dataset (the compact caption
-cache of :mod:`capstone.captions` and the features cache's ids), not the features, the full
+cache of :mod:`capstone.data.captions` and the features cache's ids), not the features, the full
 GloVe or the captions JSON. At COCO size that is what makes ``python -m capstone search`` start
 in about a second.
 
@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 
-from .captions import load_caption_store
-from .data import dataset_files, load_dataset, read_captions, rows_of_features
-from .database import ImageDatabase
-from .model import load_model
-from .paths import (check_dataset_name, default_database_path, default_dataset_name,
+from capstone.data.captions import load_caption_store
+from capstone.data.dataset import dataset_files, load_dataset, read_captions, rows_of_features
+from capstone.course.database import ImageDatabase
+from capstone.data.model import load_model
+from capstone.data.paths import (check_dataset_name, default_database_path, default_dataset_name,
                     default_model_path, say)
-from .store import load_feature_ids, load_features
+from capstone.data.store import load_feature_ids, load_features
 
 #: Seconds per training triple and per batch (one BLAS thread), measured on the 2-core build
 #: machine at COCO size: what the announced training time is estimated from.
@@ -33,7 +33,7 @@ SECONDS_PER_TRIPLE, SECONDS_PER_BATCH = 1.2e-5, 4.5e-4
 class SearchView:
     """What search needs of a dataset, without its features or its list of captions.
 
-    Stands in for a :class:`capstone.data.Dataset` in an :class:`ImageDatabase`: ``name``,
+    Stands in for a :class:`capstone.data.dataset.Dataset` in an :class:`ImageDatabase`: ``name``,
     ``image_ids`` (the images with features), ``urls``, ``image_captions`` and ``scenes`` as
     a Dataset has them; the features are read on first use (:meth:`features_of`).
     """
@@ -76,7 +76,7 @@ class SearchView:
 
 
 def load_search_view(name: str | None = None) -> SearchView:
-    """A dataset's :class:`SearchView` (``name`` as in :func:`capstone.data.load_dataset`)."""
+    """A dataset's :class:`SearchView` (``name`` as in :func:`capstone.data.dataset.load_dataset`)."""
     files = dataset_files(name)
     store = load_caption_store(files["captions"], read_captions, files["remedy"])
     feature_ids = load_feature_ids(files["features"], files["remedy"])
@@ -89,13 +89,13 @@ def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
 
     Parameters
     ----------
-    dataset : str, capstone.data.Dataset or None
-        A dataset or its name (default: :func:`capstone.paths.default_dataset_name`'s). Given a
+    dataset : str, capstone.data.dataset.Dataset or None
+        A dataset or its name (default: :func:`capstone.data.paths.default_dataset_name`'s). Given a
         name, only a :class:`SearchView` of it is read.
-    model : capstone.model.SearchModel, path-like or None
+    model : capstone.data.model.SearchModel, path-like or None
         The model, or its file (default: the dataset's saved model).
     path : path-like, optional
-        The database file (default: :func:`capstone.paths.default_database_path`).
+        The database file (default: :func:`capstone.data.paths.default_database_path`).
 
     Returns
     -------
@@ -125,7 +125,7 @@ def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
 
 
 def training_estimate(dataset, settings) -> float:
-    """Rough seconds that :func:`capstone.train.train` takes with ``settings`` on ``dataset``."""
+    """Rough seconds that :func:`capstone.course.train.train` takes with ``settings`` on ``dataset``."""
     n_triples = int(np.count_nonzero(dataset.train_captions_mask))
     n_batches = -(-n_triples // settings.batch_size)
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
@@ -140,8 +140,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
 
     Parameters
     ----------
-    dataset : capstone.data.Dataset or str, optional
-        By default :func:`capstone.data.load_dataset`'s; loaded only to train.
+    dataset : capstone.data.dataset.Dataset or str, optional
+        By default :func:`capstone.data.dataset.load_dataset`'s; loaded only to train.
     preset : str, optional
         Settings to train with when no model is saved: by default ``"class"`` for a dataset of
         more than 10,000 images (it fits a class period at COCO size), else ``"default"``.
@@ -150,18 +150,18 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     progress : bool
         Show the progress bars.
     **changes
-        Settings to change (e.g. ``epochs=3``), as :func:`capstone.train.train` takes them.
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.course.train.train` takes them.
 
     Returns
     -------
-    capstone.model.SearchModel
+    capstone.data.model.SearchModel
     """
     name = getattr(dataset, "name", dataset) or default_dataset_name(announce=True)
     try:
         return load_model(path, dataset=name)  # nothing else is read for a saved model
     except FileNotFoundError:
         pass
-    from .train import resolve_settings, train  # training's libraries load only when it runs
+    from capstone.course.train import resolve_settings, train  # training's libraries load only when it runs
 
     dataset = load_dataset(name) if isinstance(dataset, str) or dataset is None else dataset
     preset = preset or ("class" if dataset.n_images > 10_000 else "default")

@@ -17,9 +17,9 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import validate
 
-from .display import load_image
-from .query import COMMON_WORDS, NUMBER_WORDS, corrector_for, format_why
-from .text import STOP_WORDS
+from capstone.ui.display import load_image
+from capstone.search.query import COMMON_WORDS, NUMBER_WORDS, corrector_for, format_why
+from capstone.course.text import STOP_WORDS
 
 SYNTAX_HINT = ("-word leaves a word out, 2:word weighs it twice; after \"more like this\", "
                "type to steer it (\"at night\")")
@@ -110,7 +110,7 @@ class SearchBox(widgets.VBox):
         How many results to show: 1 to ``max(k, 24)``, never more than the database holds.
     diverse : ipywidgets.Checkbox
         Leave out near-duplicate results (``dedup`` of
-        :meth:`capstone.database.ImageDatabase.search`).
+        :meth:`capstone.course.database.ImageDatabase.search`).
     message : ipywidgets.HTML
         A hint, what was searched for ("showing results for: a red **boat**"), or why there are
         no results (CSS class ``capstone-message``).
@@ -294,7 +294,7 @@ def search_box(db, k: int = 6, *, debounce: float = 0.25, thumbnail: int = 160) 
 
     Parameters
     ----------
-    db : capstone.database.ImageDatabase
+    db : capstone.course.database.ImageDatabase
     k : int
         Results shown at first (a slider changes it).
     debounce : float

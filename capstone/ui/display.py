@@ -21,9 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .data import load_dataset
-from .paths import atomic_write, cache_dir
-from .query import format_why
+from capstone.data.dataset import load_dataset
+from capstone.data.paths import atomic_write, cache_dir
+from capstone.search.query import format_why
 
 UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
 #: The largest image file read or downloaded (COCO's are about 160 kB): a larger one is not shown.
@@ -162,14 +162,14 @@ def show_images(
     images : sequence of int or of dict
         Image ids, or search results (dicts with ``image_id``, ``url``, ``captions`` and
         ``score``, and ``why``: its top two words are shown, as
-        :meth:`capstone.database.ImageDatabase.query` returns).
+        :meth:`capstone.course.database.ImageDatabase.query` returns).
     captions : bool
         Show each image's first caption.
     scores : sequence of float, optional
         One per image, shown in the titles (default: the results' scores, if any).
-    dataset : capstone.data.Dataset, optional
+    dataset : capstone.data.dataset.Dataset, optional
         Where image ids' urls and captions come from; loaded with
-        :func:`capstone.data.load_dataset` when needed and not given.
+        :func:`capstone.data.dataset.load_dataset` when needed and not given.
     ncols : int, optional
         Columns of the grid (default: up to 5).
     fig : matplotlib.figure.Figure, optional

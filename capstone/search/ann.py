@@ -2,9 +2,9 @@
 
 Every index answers ``search(vector, k) -> (rows, scores)``: ``min(k, n)`` row numbers of the
 embedding matrix, best first, with their cosines (finite float32). Rows are expected to be unit
-vectors, as :class:`~capstone.database.ImageDatabase` stores them, so cosine is inner product.
+vectors, as :class:`~capstone.course.database.ImageDatabase` stores them, so cosine is inner product.
 
-``"exact"``  the project's own matrix-vector product and :func:`~capstone.database.top_k`.
+``"exact"``  the project's own matrix-vector product and :func:`~capstone.course.database.top_k`.
 ``"hnsw"``   ``faiss.IndexHNSWFlat`` over inner product: a navigable graph over a copy of the rows.
 ``"ivfpq"``  ``faiss.IndexIVFPQ``: rows bucketed by k-means, stored as product-quantised codes;
              the ``rerank * k`` best candidates are rescored exactly against the original rows.
@@ -20,8 +20,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .database import _check_count, top_k
-from .text import unit_rows
+from capstone.course.database import _check_count, top_k
+from capstone.course.text import unit_rows
 
 KINDS = ("exact", "hnsw", "ivfpq")
 
@@ -153,7 +153,7 @@ class _Index:
 
 
 class ExactIndex(_Index):
-    """Exact cosine top-k: one matrix-vector product and :func:`~capstone.database.top_k`.
+    """Exact cosine top-k: one matrix-vector product and :func:`~capstone.course.database.top_k`.
 
     This is what :meth:`ImageDatabase.query_vector` does without an index; it has no settings.
     """

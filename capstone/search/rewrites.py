@@ -4,17 +4,17 @@ The benchmark's newest scorer no longer searches with whole captions. It rewrite
 caption the way people type: stop words removed, only the first three content words, and one
 typo (a letter of the longest content word replaced by a neighbouring QWERTY key).
 :func:`rewritten_mrr` measures search on each step of that rewrite, with the typo corrector of
-:mod:`capstone.query` (or without it, to see what it is worth).
+:mod:`capstone.search.query` (or without it, to see what it is worth).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .evaluate import held_out_images, query_captions, ranks_by_owner
-from .query import build_query, keyboard_neighbours
-from .stop_words import STOP_WORDS
-from .text import tokenize
+from capstone.course.evaluate import held_out_images, query_captions, ranks_by_owner
+from capstone.search.query import build_query, keyboard_neighbours
+from capstone.course.stop_words import STOP_WORDS
+from capstone.course.text import tokenize
 
 REWRITES = ("verbatim", "no_stop_words", "first_three", "typo", "benchmark")
 
@@ -57,7 +57,7 @@ def rewritten_mrr(model, dataset, *, correct: bool = True, n_images: int = 1000,
                   seed: int = 0) -> dict:
     """Search MRR on held-out captions rewritten each way of :data:`REWRITES`.
 
-    The protocol of :func:`capstone.evaluate.evaluate`: the first five captions of up to
+    The protocol of :func:`capstone.course.evaluate.evaluate`: the first five captions of up to
     ``n_images`` validation images are the queries, searched among those images; the
     reciprocal rank of each caption's own image is averaged. A query with no known word ranks
     its image last. Typos are drawn with ``seed``.

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import DataError, DiskFullError, MissingFileError
+from capstone.errors import DataError, DiskFullError, MissingFileError
 
 DATASETS = ("sample", "coco")
 CAPTIONS_FILE = "captions_train2014.json"

@@ -10,7 +10,7 @@ constants, only the image embedder learns. One step::
 
 Each epoch draws new hard-negative triples from the training images and takes such a step per
 batch; validation triples are fixed (same seed every run), so validation accuracy compares
-across runs. The best epoch is kept (:class:`capstone.checkpoint.Checkpoint`) and returned, also
+across runs. The best epoch is kept (:class:`capstone.pipeline.checkpoint.Checkpoint`) and returned, also
 when training is interrupted. Notebook 4 writes this loop out cell by cell.
 """
 
@@ -27,16 +27,16 @@ from mynn.optimizers import SGD, Adam
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .checkpoint import Checkpoint, epoch_record
-from .data import load_dataset
-from .evaluate import evaluate
-from .further.embedders import EMBEDDERS, new_image_embedder
-from .further.losses import CONTRASTIVE, LOSSES
-from .glove import load_word_vectors
-from .live import new_recorder
-from .paths import default_model_path
-from .text import TextEmbedder
-from .triples import NEGATIVES, make_triples, triple_accuracy, triple_metrics
+from capstone.pipeline.checkpoint import Checkpoint, epoch_record
+from capstone.data.dataset import load_dataset
+from capstone.course.evaluate import evaluate
+from capstone.further.embedders import EMBEDDERS, new_image_embedder
+from capstone.further.losses import CONTRASTIVE, LOSSES
+from capstone.data.glove import load_word_vectors
+from capstone.ui.live import new_recorder
+from capstone.data.paths import default_model_path
+from capstone.course.text import TextEmbedder
+from capstone.course.triples import NEGATIVES, make_triples, triple_accuracy, triple_metrics
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -192,12 +192,12 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
 
     Parameters
     ----------
-    dataset : capstone.data.Dataset or str, optional
-        A dataset or its name; by default :func:`capstone.data.load_dataset`'s default.
+    dataset : capstone.data.dataset.Dataset or str, optional
+        A dataset or its name; by default :func:`capstone.data.dataset.load_dataset`'s default.
     settings : Settings or str, optional
         Or a preset's name (``preset=`` is the same; default ``"default"``), changed by
         ``**changes`` (e.g. ``epochs=3``).
-    text : capstone.text.TextEmbedder, optional
+    text : capstone.course.text.TextEmbedder, optional
         By default fitted on the training captions with ``glove`` (by default the dataset's).
     out : path-like or False, optional
         Where each improving epoch is saved (default: the dataset's model path; ``False``: not
@@ -207,9 +207,9 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
 
     Returns
     -------
-    model : capstone.model.SearchModel
+    model : capstone.data.model.SearchModel
         The best epoch's weights; ``info`` records the settings and (unless interrupted) every
-        metric of :func:`capstone.evaluate.evaluate`.
+        metric of :func:`capstone.course.evaluate.evaluate`.
     history : History
     """
     chosen = settings or preset or "default"
@@ -274,7 +274,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
 
 
 def fit_text(dataset, glove=None) -> TextEmbedder:
-    """A :class:`~capstone.text.TextEmbedder` fitted on the training captions only."""
+    """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
     captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
     return TextEmbedder.fit(captions, glove, dataset.glove_name)

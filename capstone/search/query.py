@@ -30,7 +30,7 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from .text import tokenize
+from capstone.course.text import tokenize
 
 COMMON_WORDS = 50_000  # GloVe lists words by frequency; below this rank they are real words
 MAX_QUERY_CHARS = 1_000  # a longer "query" is a file read by mistake, not something typed
@@ -52,7 +52,7 @@ _TERM = re.compile(r"^(?P<sign>[-+]?)(?:(?P<before>\d+(?:\.\d+)?):)?(?P<word>.*?
 def parse(text: str) -> list[tuple[str, float]]:
     """``(word, multiplier)`` per word of a query: ``-word`` is -1, ``2:word``/``word:2`` is 2.
 
-    Words are tokenised as captions are (:func:`capstone.text.tokenize`), so a plain query
+    Words are tokenised as captions are (:func:`capstone.course.text.tokenize`), so a plain query
     gives each of its words multiplier 1.
 
     >>> parse("a red -water 2:boat sky:0.5")
@@ -106,7 +106,7 @@ class Corrector:
 
     Parameters
     ----------
-    text : capstone.text.TextEmbedder
+    text : capstone.course.text.TextEmbedder
         Its GloVe says which words are real; its ``vocab`` and ``idf`` say which the training
         captions use, and how often.
     common : int
@@ -236,7 +236,7 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
 
     Parameters
     ----------
-    model : capstone.model.SearchModel
+    model : capstone.data.model.SearchModel
     text : str
         The query (see :func:`parse`); may be empty when images are given.
     image_vectors : array-like, shape (n, D), optional
@@ -289,7 +289,7 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
 # -- searching -----------------------------------------------------------------------------------
 @dataclass
 class Search:
-    """What :meth:`capstone.database.ImageDatabase.search` returns.
+    """What :meth:`capstone.course.database.ImageDatabase.search` returns.
 
     Attributes
     ----------
@@ -336,7 +336,7 @@ def search(db, text: str = "", k: int = 10, *, image=None, dedup=False, correct=
 
     Parameters
     ----------
-    db : capstone.database.ImageDatabase
+    db : capstone.course.database.ImageDatabase
     text : str
         The query (see :func:`parse`); may be empty when ``image`` is given.
     k : int

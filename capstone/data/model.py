@@ -1,7 +1,7 @@
 """The search model: ``se_image`` and ``se_text`` together, and its file.
 
 A :class:`SearchModel` is what training produces and search uses: the image embedder
-(:mod:`capstone.image`), the text embedder (:mod:`capstone.text`), and a JSON-able ``info``
+(:mod:`capstone.course.image`), the text embedder (:mod:`capstone.course.text`), and a JSON-able ``info``
 record (dataset, GloVe name and dimension, settings, metrics). It is saved as one ``.npz`` file
 of plain arrays, read without pickles.
 
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, MissingFileError
-from .further.embedders import embedder_from_arrays
-from .further.sif import text_embedder_class
-from .glove import GLOVE_NAMES, WordVectors, load_word_vectors
-from .image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
-from .paths import check_writable, default_dataset_name, default_model_path
-from .store import read_npz, write_npz
-from .text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (unit_rows: old path)
+from capstone.errors import DataError, MissingFileError
+from capstone.further.embedders import embedder_from_arrays
+from capstone.further.sif import text_embedder_class
+from capstone.data.glove import GLOVE_NAMES, WordVectors, load_word_vectors
+from capstone.course.image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
+from capstone.data.paths import check_writable, default_dataset_name, default_model_path
+from capstone.data.store import read_npz, write_npz
+from capstone.course.text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (unit_rows: old path)
 
 FORMAT = "capstone-search-model/1"
 VOCAB_VECTORS = "vocab_vectors"  # the vocabulary's GloVe rows, in the file beside the arrays
@@ -41,7 +41,7 @@ class SearchModel:
     ----------
     image : ImageEmbedder
         Or another image embedder with its interface (:mod:`capstone.further.embedders`).
-    text : capstone.text.TextEmbedder
+    text : capstone.course.text.TextEmbedder
     info : dict, optional
         JSON-able record: ``dataset``, ``glove_name``, ``dim``, ``settings``, ``metrics``.
     """
@@ -194,7 +194,7 @@ def check_model_path(path, *, writable: bool = False) -> Path:
     """``path`` as a Path, after checking that it names a ``.npz`` file (``ValueError`` if not).
 
     With ``writable``, also that a file can be written there (not a folder, not under a file,
-    a folder one may write to; see :func:`capstone.paths.check_writable`), so that training
+    a folder one may write to; see :func:`capstone.data.paths.check_writable`), so that training
     refuses a bad ``out`` before its first batch.
     """
     path = Path(path)
@@ -209,10 +209,10 @@ def trained_model_path(path=None, *, dataset=None) -> Path:
     Parameters
     ----------
     path : path-like, optional
-        The ``.npz`` file; by default ``capstone.paths.default_model_path(dataset)`` (which
+        The ``.npz`` file; by default ``capstone.data.paths.default_model_path(dataset)`` (which
         ``$CAPSTONE_MODEL`` overrides).
-    dataset : str or capstone.data.Dataset, optional
-        Whose default model; by default :func:`capstone.paths.default_dataset_name`.
+    dataset : str or capstone.data.dataset.Dataset, optional
+        Whose default model; by default :func:`capstone.data.paths.default_dataset_name`.
 
     Raises
     ------

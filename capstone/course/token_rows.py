@@ -1,6 +1,6 @@
 """The fast path of ``se_text``: the GloVe rows of many texts' tokens, found in one pass.
 
-:func:`capstone.text.se_text` states the embedding one caption at a time; :class:`capstone.text
+:func:`capstone.course.text.se_text` states the embedding one caption at a time; :class:`capstone.course.text
 .TextEmbedder` computes the same numbers for hundreds of thousands of captions at once with the
 helpers here. They trade readability for speed (about 13x the per-caption loop, see
 ``benchmarks/bench_text.py``): texts are joined with a separator and tokenised together, ASCII
@@ -69,7 +69,7 @@ def token_rows(texts: list, lookup: RowLookup) -> tuple[np.ndarray, np.ndarray]:
 def chunks(texts) -> list:
     """The texts in parts of at most ``CHUNK``, after checking that they are a list of texts.
 
-    A sequence is sliced, so a compact one (:class:`capstone.captions.Texts`) decodes one part
+    A sequence is sliced, so a compact one (:class:`capstone.data.captions.Texts`) decodes one part
     at a time, not all its texts at once; any other iterable is listed first.
     """
     if isinstance(texts, str):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import announce_first_read, atomic_write, cache_dir, say
+from capstone.data.paths import announce_first_read, atomic_write, cache_dir, say
 
 FORMAT = "capstone-captions/2"
 _ENCODING = ("utf-8", "surrogatepass")  # JSON may hold lone surrogates; keep them as they are
@@ -249,7 +249,7 @@ class CaptionStore:
 
     @classmethod
     def from_parsed(cls, parsed: dict) -> CaptionStore:
-        """A store from :func:`capstone.data.read_captions`'s result."""
+        """A store from :func:`capstone.data.dataset.read_captions`'s result."""
         return cls(store_arrays(parsed))
 
     def __repr__(self) -> str:
@@ -257,7 +257,7 @@ class CaptionStore:
 
 
 def store_arrays(parsed: dict) -> dict:
-    """The cache's arrays from :func:`capstone.data.read_captions`'s result."""
+    """The cache's arrays from :func:`capstone.data.dataset.read_captions`'s result."""
     urls = parsed["urls"]
     image_ids = np.fromiter(urls.keys(), np.int64, len(urls))  # unique: a dict's keys
     by_id = np.argsort(image_ids, kind="stable")
@@ -355,7 +355,7 @@ def load_caption_store(path: os.PathLike | str, parse, remedy: str = "") -> Capt
     path : path-like
         ``captions_train2014.json`` in COCO format.
     parse : callable
-        ``parse(path, remedy) -> dict`` as :func:`capstone.data.read_captions`, which checks the
+        ``parse(path, remedy) -> dict`` as :func:`capstone.data.dataset.read_captions`, which checks the
         file and raises its errors; called only when the cache is missing or stale.
     remedy : str
         What to do about a bad file.

@@ -1,7 +1,7 @@
 """The image database: every image embedded once, text queries answered by exact cosine top-k.
 
 Unit rows make a query's cosine scores one matrix-vector product; :func:`top_k` finds the best
-without sorting them all. Queries are parsed, corrected and explained in :mod:`capstone.query`.
+without sorting them all. Queries are parsed, corrected and explained in :mod:`capstone.search.query`.
 A saved database records its model's checksum: one built by another model is rebuilt, not used.
 """
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .paths import default_database_path
-from .query import search as search_query
-from .store import read_npz, write_npz
-from .text import STOP_WORDS, unit_rows
+from capstone.errors import DataError
+from capstone.data.paths import default_database_path
+from capstone.search.query import search as search_query
+from capstone.data.store import read_npz, write_npz
+from capstone.course.text import STOP_WORDS, unit_rows
 
 SPACES = ("semantic", "features")
 TAG_VOCABULARY_SIZE = 50_000  # GloVe lists words by frequency: tags come from the most common
@@ -69,7 +69,7 @@ class ImageDatabase:
         Source of urls, captions and raw features (``None``: none of them).
     index : object, optional
         Answers queries instead of the exact product (``index.search(vector, k) -> (rows,
-        scores)``): an approximate index of :mod:`capstone.ann` (see ``ann.use_index``).
+        scores)``): an approximate index of :mod:`capstone.search.ann` (see ``ann.use_index``).
     """
 
     def __init__(self, image_ids, embeddings, model, dataset=None, index=None):
@@ -124,7 +124,7 @@ class ImageDatabase:
     def load_or_build(cls, model, dataset, *, path=None) -> ImageDatabase:
         """Load the saved database, or build and save it when missing, damaged or stale.
 
-        ``path`` defaults to :func:`capstone.paths.default_database_path` of the dataset.
+        ``path`` defaults to :func:`capstone.data.paths.default_database_path` of the dataset.
         """
         path = Path(path) if path else default_database_path(dataset.name)
         try:
@@ -167,7 +167,7 @@ class ImageDatabase:
         return self.search(text, k, **options).results
 
     def search(self, text: str = "", k: int = 10, **options):
-        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see capstone.query."""
+        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see capstone.search.query."""
         return search_query(self, text, k, **options)
 
     def similar(

@@ -1,0 +1,4 @@
+"""What the notebooks show: live training curves, image grids, plots, tables, the search box.
+
+It may import :mod:`capstone.course`, :mod:`capstone.data` and :mod:`capstone.search`.
+"""
