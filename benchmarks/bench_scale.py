@@ -114,7 +114,7 @@ def old_search(folder: str, query: str) -> None:
     """The search command before: every module imported, full GloVe, the JSON parsed."""
     import capstone.course.evaluate  # noqa: F401  (the old command line imported these at its top)
     import capstone.sample  # noqa: F401
-    import capstone.course.train  # noqa: F401
+    import capstone.pipeline.training  # noqa: F401
     from capstone.course.database import ImageDatabase
     from capstone.data.glove import load_glove
     from capstone.data.model import SearchModel
@@ -129,7 +129,7 @@ def old_search(folder: str, query: str) -> None:
 def kernel(folder: str, old: bool) -> None:
     """Notebooks 2-4's data steps: the dataset, the IDF on training captions, every caption."""
     from capstone.data.dataset import load_dataset
-    from capstone.course.train import fit_text
+    from capstone.pipeline.training import fit_text
 
     dataset = old_read_dataset(folder) if old else load_dataset("coco")
     fit_text(dataset).embed(dataset.captions)
@@ -137,7 +137,7 @@ def kernel(folder: str, old: bool) -> None:
 
 def old_train(folder: str, out: str) -> None:
     """``train --epochs 1`` on the old dataset (what the command did before)."""
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     train(old_read_dataset(folder), epochs=1, out=out, plot=False, progress=False)
 
@@ -183,7 +183,7 @@ def prepare(environment: dict) -> tuple:
     from capstone.course.image import ImageEmbedder
     from capstone.data.model import SearchModel
     from capstone.data.paths import default_database_path, default_model_path
-    from capstone.course.train import fit_text
+    from capstone.pipeline.training import fit_text
 
     dataset = load_dataset("coco")
     text = fit_text(dataset)
@@ -199,6 +199,7 @@ def epoch_rows(dataset, text) -> list[dict]:
     from capstone.ui.live import new_recorder
     from capstone.course.train import PRESETS, make_optimizer, train_epoch
     from capstone.course.triples import make_triples
+    from capstone.further.losses import loss_for
 
     embeddings = text.embed(dataset.captions)
     seconds = {}
@@ -211,7 +212,7 @@ def epoch_rows(dataset, text) -> list[dict]:
                                n_candidates=settings.n_candidates, seed=0)
         train_epoch(image, optim, dataset.features, embeddings,
                     triples.shuffled(np.random.default_rng(0)), settings,
-                    new_recorder(plot=False))
+                    new_recorder(plot=False), loss_for(settings))
         seconds[name] = time.perf_counter() - start
     default, chosen = PRESETS["default"], PRESETS["class"]
     note = (f"{len(triples):,} hard triples an epoch; default: batch {default.batch_size}, "

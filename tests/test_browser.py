@@ -79,7 +79,7 @@ def database():
     from capstone.data.dataset import load_dataset
     from capstone.course.database import ImageDatabase
     from capstone.data.model import load_model
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     dataset = load_dataset()  # generates the sample here, not in two kernels at once
     try:

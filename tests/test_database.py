@@ -178,7 +178,7 @@ def trained_sample(n_images=200):
     from capstone.data.model import SearchModel
     from capstone.data.paths import cache_dir
     from capstone.sample import SAMPLE_VERSION, read_marker, write_sample
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     folder = cache_dir() / "search-tests" / f"sample-{n_images}"
     model_path = folder / "model.npz"
@@ -202,7 +202,7 @@ def full_sample_model_path():
     from capstone.data.model import SearchModel
     from capstone.data.paths import cache_dir
     from capstone.sample import SAMPLE_VERSION
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     model_path = cache_dir() / "search-tests" / f"full-sample-v{SAMPLE_VERSION}-model.npz"
     try:

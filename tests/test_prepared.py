@@ -182,7 +182,7 @@ def test_word_vectors_are_gloves_words_and_vectors_without_gensim(env):
     np.testing.assert_array_equal(vectors["boat"], glove["boat"])
     assert "boat" in vectors and "qwzx" not in vectors
     script = ("import sys; from capstone.data.dataset import load_dataset; "
-              "from capstone.course.train import fit_text; fit_text(load_dataset()); "
+              "from capstone.pipeline.training import fit_text; fit_text(load_dataset()); "
               "print('gensim' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=True)

@@ -35,7 +35,7 @@ from capstone.data.paths import atomic_write, remove_stale_temporaries
 from capstone.sample import write_sample
 from capstone.data.store import load_array_pickle
 from capstone.course.text import TextEmbedder, unit_rows
-from capstone.course.train import train
+from capstone.pipeline.training import train
 
 
 def strict_json(text: str):

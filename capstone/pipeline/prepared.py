@@ -125,7 +125,7 @@ def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
 
 
 def training_estimate(dataset, settings) -> float:
-    """Rough seconds that :func:`capstone.course.train.train` takes with ``settings`` on ``dataset``."""
+    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on ``dataset``."""
     n_triples = int(np.count_nonzero(dataset.train_captions_mask))
     n_batches = -(-n_triples // settings.batch_size)
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
@@ -150,7 +150,7 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     progress : bool
         Show the progress bars.
     **changes
-        Settings to change (e.g. ``epochs=3``), as :func:`capstone.course.train.train` takes them.
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train` takes them.
 
     Returns
     -------
@@ -161,7 +161,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
         return load_model(path, dataset=name)  # nothing else is read for a saved model
     except FileNotFoundError:
         pass
-    from capstone.course.train import resolve_settings, train  # training's libraries load only when it runs
+    from capstone.course.train import resolve_settings
+    from capstone.pipeline.training import train  # training's libraries load only when it runs
 
     dataset = load_dataset(name) if isinstance(dataset, str) or dataset is None else dataset
     preset = preset or ("class" if dataset.n_images > 10_000 else "default")
