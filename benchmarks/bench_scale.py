@@ -115,13 +115,13 @@ def old_search(folder: str, query: str) -> None:
     import capstone.course.evaluate  # noqa: F401  (the old command line imported these at its top)
     import capstone.sample  # noqa: F401
     import capstone.pipeline.training  # noqa: F401
-    from capstone.course.database import ImageDatabase
+    from capstone.search.database import SearchDatabase
     from capstone.data.glove import load_glove
     from capstone.data.model import SearchModel
     from capstone.data.paths import default_database_path, default_model_path
 
     model = SearchModel.load(default_model_path("coco"), glove=load_glove("glove-50d"))
-    database = ImageDatabase.load(default_database_path("coco"), model, old_read_dataset(folder))
+    database = SearchDatabase.load(default_database_path("coco"), model, old_read_dataset(folder))
     for result in database.query(query, 10):
         print(result["image_id"], result["captions"][0])
 
@@ -179,7 +179,7 @@ def prepare(environment: dict) -> tuple:
     """
     os.environ.update(environment)
     from capstone.data.dataset import load_dataset
-    from capstone.course.database import ImageDatabase
+    from capstone.search.database import SearchDatabase
     from capstone.course.image import ImageEmbedder
     from capstone.data.model import SearchModel
     from capstone.data.paths import default_database_path, default_model_path
@@ -189,7 +189,7 @@ def prepare(environment: dict) -> tuple:
     text = fit_text(dataset)
     model = SearchModel(ImageEmbedder(512, text.dim, seed=0), text, {"dataset": "coco"})
     model.save(default_model_path("coco"))
-    ImageDatabase.build(model, dataset).save(default_database_path("coco"))
+    SearchDatabase.build(model, dataset).save(default_database_path("coco"))
     return dataset, text
 
 

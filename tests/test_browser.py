@@ -77,7 +77,7 @@ def database():
     When no model is saved, the default one is trained here (about 10 s), as ``make app`` does.
     """
     from capstone.data.dataset import load_dataset
-    from capstone.course.database import ImageDatabase
+    from capstone.search.database import SearchDatabase
     from capstone.data.model import load_model
     from capstone.pipeline.training import train
 
@@ -86,7 +86,7 @@ def database():
         model = load_model(dataset=dataset.name)
     except FileNotFoundError:
         model, _ = train(dataset, plot=False, progress=False)
-    return ImageDatabase.load_or_build(model, dataset)
+    return SearchDatabase.load_or_build(model, dataset)
 
 
 @pytest.fixture(scope="module")
