@@ -12,7 +12,7 @@ from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, GLOVE, TEXT
 
 from capstone.apps.cli import main
-from capstone.course.evaluate import compare, evaluate, untrained_like
+from capstone.course.evaluate import evaluate
 from capstone.further.embedders import (
     MLPEmbedder,
     Standardized,
@@ -22,11 +22,12 @@ from capstone.further.embedders import (
     new_image_embedder,
 )
 from capstone.further.losses import candidate_columns, contrastive_loss, loss_for
-from capstone.further.ridge import fit_ridge, ridge_targets
+from capstone.further.ridge import ridge_targets
 from capstone.further.sif import SIFTextEmbedder, fit_text_weighted
 from capstone.data.model import ImageEmbedder, SearchModel
 from capstone.course.text import TextEmbedder, tokenize
 from capstone.course.train import PRESETS, Settings, unit
+from capstone.pipeline.compare import compare, fit_ridge, untrained_like
 from capstone.pipeline.training import train
 
 FAST = dict(text=TEXT, out=False, plot=False, progress=False, n_candidates=10)
@@ -297,7 +298,7 @@ def test_cli_refuses_a_bad_hidden_width_in_one_line(capsys):
 
 # -- the comparison and the approximate-search trade-off -------------------------------------------
 def test_compare_variants_trains_each_seed_and_adds_the_ridge_rows():
-    from capstone.further.compare import compare_variants, markdown
+    from capstone.pipeline.compare import compare_variants, markdown
 
     variants = {"linear, margin": dict(loss="margin", batch_size=32, standardize=False),
                 "sif": dict(weighting="sif", batch_size=64)}

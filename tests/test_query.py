@@ -8,7 +8,7 @@ from test_database import KINDS, COLORS, full_sample_model_path, tiny_dataset, t
 
 from capstone.data.dataset import load_dataset
 from capstone.search.database import SearchDatabase
-from capstone.course.evaluate import untrained_like
+from capstone.pipeline.compare import untrained_like
 from capstone.data.model import load_model
 from capstone.search.query import (DEDUP_THRESHOLD, MAX_QUERY_CHARS, NUMBER_WORDS, Corrector,
                             corrector_for, format_why, is_slip, keyboard_neighbours, parse,

@@ -266,7 +266,9 @@ def train_command(args) -> int:
 def evaluate_command(args) -> int:
     """``evaluate``: every metric of a trained model (``--compare``: beside baselines)."""
     from capstone.data.dataset import load_dataset
-    from capstone.course.evaluate import compare, evaluate, format_table
+    from capstone.course.evaluate import evaluate
+    from capstone.pipeline.compare import compare
+    from capstone.ui.tables import format_table
     from capstone.data.model import load_model
 
     model = load_model(args.model, dataset=args.dataset)  # no model: fail before reading data

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from capstone.further import embedders, ridge
-from capstone.data.model import SearchModel
-from capstone.ui.tables import format_table  # noqa: F401  (its old import path)
 from capstone.course.triples import make_triples, triple_metrics
 
 CAPTIONS_PER_IMAGE = 5
@@ -195,25 +192,3 @@ def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = Tru
     if concepts and dataset.scenes:
         metrics["concept_precision@10"] = chance_concept_precision(dataset, image_ids)["mean"]
     return metrics
-
-
-def untrained_like(model):
-    """The model before training: the same text embedder, a fresh image layer (same seed)."""
-    seed = model.info.get("settings", {}).get("seed", 0)
-    image = embedders.untrained_copy(model.image, seed)
-    return SearchModel(image, model.text, {**model.info, "metrics": {}})
-
-
-def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
-    """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
-    ridge map (:mod:`capstone.further.ridge`) and chance: ``{"trained": {...}, "untrained":
-    {...}, "ridge": {...}, "chance": {...}}`` (no per-concept keys).
-    """
-    models = {"trained": model, "untrained": untrained_like(model),
-              "ridge": ridge.ridge_like(model, dataset)}
-    table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
-             for name, each in models.items()}
-    table["chance"] = chance(dataset, n_images=n_images, seed=seed)
-    for column in table.values():
-        column.pop("concept_precision@10_per_concept", None)
-    return table

@@ -10,8 +10,6 @@ Each module adds one idea beside the course core, which only calls into them:
   features to each image's mean caption embedding.
 - :mod:`capstone.further.sif`: SIF text weighting (``a / (a + p(word))``, first principal
   component removed).
-- :mod:`capstone.further.compare`: the comparison table of notebook 6 and
-  ``benchmarks/compare_defaults.py``.
 - :mod:`capstone.further.tradeoff`: Recall@k against latency of approximate-search indexes
   (notebook 6; the indexes come from :mod:`capstone.search.ann`).
 
