@@ -9,7 +9,8 @@ from test_database import tiny_dataset
 
 from capstone.errors import CapstoneError, MissingFileError
 from capstone.data.glove import load_glove
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.text import TextEmbedder
 
 

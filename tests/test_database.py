@@ -11,7 +11,8 @@ from capstone.course.database import top_k
 from capstone.search.database import SearchDatabase, StaleDatabaseError
 from capstone.errors import DataError
 from capstone.data.glove import keyed_vectors
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.text import STOP_WORDS, TextEmbedder
 
 KINDS = ("boat", "car", "tree", "dog")

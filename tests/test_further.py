@@ -24,7 +24,8 @@ from capstone.further.embedders import (
 from capstone.further.losses import candidate_columns, contrastive_loss, loss_for
 from capstone.further.ridge import ridge_targets
 from capstone.further.sif import SIFTextEmbedder, fit_text_weighted
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.text import TextEmbedder, tokenize
 from capstone.course.train import PRESETS, Settings, unit
 from capstone.pipeline.compare import compare, fit_ridge, untrained_like

@@ -14,6 +14,7 @@ import math
 import sys
 from pathlib import Path
 
+from capstone import files
 from capstone.data import paths
 from capstone.errors import CapstoneError, DataError
 from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sample_by_default = "dataset" in args and args.dataset is None
     try:
-        with paths.held_notices() as notices:  # printed last, so that an error stays one line
+        with files.held_notices() as notices:  # printed last, so that an error stays one line
             if "dataset" in args:  # resolved here, so that the sample's notice can come last
                 args.dataset = paths.check_dataset_name(
                     args.dataset or paths.default_dataset_name())
@@ -209,7 +210,8 @@ def data_command(args) -> int:
 
 def download_command(args) -> int:
     """``download``: the course's files, then their fast caches."""
-    from capstone.data.dataset import download, load_features
+    from capstone.data.dataset import download
+    from capstone.data.store import load_features
     from capstone.data.glove import load_glove_file, unzip_glove
 
     names = (paths.CAPTIONS_FILE, paths.FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
+from capstone.files import check_writable
 from capstone.further.embedders import embedder_from_arrays
 from capstone.further.sif import text_embedder_class
 from capstone.data.glove import GLOVE_NAMES, WordVectors, load_word_vectors
-from capstone.course.image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
-from capstone.data.paths import check_writable, default_dataset_name, default_model_path
+from capstone.course.image import ImageEmbedder
+from capstone.data.paths import default_dataset_name, default_model_path
 from capstone.data.store import read_npz, write_npz
-from capstone.course.text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (unit_rows: old path)
+from capstone.course.text import STOP_WORDS, TextEmbedder, tokenize
 
 FORMAT = "capstone-search-model/1"
 VOCAB_VECTORS = "vocab_vectors"  # the vocabulary's GloVe rows, in the file beside the arrays
@@ -194,7 +195,7 @@ def check_model_path(path, *, writable: bool = False) -> Path:
     """``path`` as a Path, after checking that it names a ``.npz`` file (``ValueError`` if not).
 
     With ``writable``, also that a file can be written there (not a folder, not under a file,
-    a folder one may write to; see :func:`capstone.data.paths.check_writable`), so that training
+    a folder one may write to; see :func:`capstone.files.check_writable`), so that training
     refuses a bad ``out`` before its first batch.
     """
     path = Path(path)

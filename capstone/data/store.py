@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -17,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
-from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice
+from capstone.data.paths import cache_dir, derived_cache_paths
+from capstone.files import announce_first_read, atomic_write, notice
 
 FEATURE_DIM = 512
 
@@ -159,9 +159,7 @@ def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
 
 def features_cache_paths(path: os.PathLike | str) -> list:
     """Where the ``.npz`` cache of a features pickle may be: beside it, else in the cache folder."""
-    path = Path(path).resolve()
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    return [path.with_suffix(".npz"), cache_dir() / "features" / f"{path.stem}-{key}.npz"]
+    return derived_cache_paths(path, f"{Path(path).stem}.npz", "features")
 
 
 def _stamp(path: Path) -> np.ndarray:

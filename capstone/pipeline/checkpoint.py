@@ -17,7 +17,7 @@ class Checkpoint:
 
     Parameters
     ----------
-    image : capstone.data.model.ImageEmbedder
+    image : capstone.course.image.ImageEmbedder
         The layer being trained (or another embedder with its interface,
         :mod:`capstone.further.embedders`) (read, never changed, until :meth:`best_model`).
     text : capstone.course.text.TextEmbedder
