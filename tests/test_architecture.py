@@ -156,6 +156,19 @@ def test_no_module_imports_another_modules_private_names():
         assert module_name(path) in modules
 
 
+def test_each_folders_docstring_says_what_it_may_import():
+    folders = folder_graph(import_graph())
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        folder = module_name(init)
+        text = " ".join(ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))).split())
+        assert "may import" in text, f"{init.relative_to(ROOT)}: say what the folder may import"
+        sentence = text.split("may import", 1)[1].split(". ")[0]
+        if "every other folder" in sentence:
+            continue
+        allowed = {folder_of(m) for m in re.findall(r":mod:`(capstone\.\w+)", sentence)}
+        assert folders[folder] <= allowed, f"{folder} imports {sorted(folders[folder] - allowed)}"
+
+
 def documented_folder_graph() -> dict:
     """The "Who imports whom" block of docs/architecture.md: ``folder -> a, b`` per line."""
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")

@@ -55,7 +55,8 @@ def test_standardised_features_come_from_the_training_images_only():
     shifted = DATASET.features.copy()
     shifted[DATASET.rows(DATASET.val_image_ids)] += 100.0  # validation images far away
     dataset = dataclasses.replace(DATASET, features=shifted)
-    image = new_image_embedder(Settings(standardize=True), dataset, TEXT.dim)
+    image = new_image_embedder(Settings(standardize=True),
+                               dataset.features_of(dataset.train_image_ids), TEXT.dim)
     train_features = dataset.features_of(dataset.train_image_ids)
     np.testing.assert_allclose(image.mean, train_features.mean(0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(image.std, train_features.std(0), rtol=1e-3)
@@ -70,7 +71,7 @@ def test_standardised_features_come_from_the_training_images_only():
                                       Settings(embedder="mlp", hidden=8, standardize=True),
                                       Settings(embedder="linear", standardize=True)])
 def test_every_embedder_saves_and_loads_with_the_same_embeddings(settings, tmp_path):
-    image = new_image_embedder(settings, DATASET, TEXT.dim)
+    image = new_image_embedder(settings, DATASET.features, TEXT.dim)
     model = SearchModel(image, TEXT, {"dataset": "synthetic"})
     loaded = SearchModel.load(model.save(tmp_path / "model.npz"), glove=GLOVE)
     assert type(loaded.image) is type(image) and loaded.checksum == model.checksum

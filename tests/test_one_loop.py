@@ -14,7 +14,8 @@ import pytest
 from test_triples import DATASET, EMBEDDINGS, TEXT
 
 from capstone.course.image import ImageEmbedder
-from capstone.course.train import PRESETS, epoch_triples, make_optimizer, train_epoch
+from capstone.course.train import PRESETS, make_optimizer, train_epoch
+from capstone.course.triples import epoch_triples
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_training.ipynb"
 

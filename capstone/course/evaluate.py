@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capstone.course.triples import make_triples, triple_metrics
+from capstone.course.triples import triple_metrics, validation_triples
 
 CAPTIONS_PER_IMAGE = 5
 KS = (1, 5, 10)
@@ -134,7 +134,7 @@ def chance_concept_precision(dataset, image_ids) -> dict:
 
 # -- all together ----------------------------------------------------------------------------------
 def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = True,
-             margin: float | None = None) -> dict:
+             margin: float | None = None, caption_embeddings=None, validation=None) -> dict:
     """Every metric of a model on a dataset's held-out (validation) images.
 
     Returns ``triple_accuracy`` (fixed hard validation triples), ``triple_accuracy_random``,
@@ -142,17 +142,19 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
     and ``median_rank`` and image-to-text ``i2t_...`` on ``n_images`` images (COCO 1K), the
     same under ``5k_`` when the split has ``5 * n_images`` images (else ``None``), and with
     scene records (the sample) ``concept_precision@10`` and its ``_per_concept`` breakdown.
+    ``caption_embeddings`` (the model's of ``dataset.captions``) and ``validation``
+    (:func:`~capstone.course.triples.validation_triples`) are made here unless given (training
+    has them already).
     """
     if margin is None:
         margin = getattr(model, "info", {}).get("settings", {}).get("margin", 0.25)
-    caption_embeddings = model.embed_text(dataset.captions)
+    if caption_embeddings is None:
+        caption_embeddings = model.embed_text(dataset.captions)
+    if validation is None:
+        validation = validation_triples(dataset, caption_embeddings)
     image_embeddings = model.embed_images(dataset.features)
-    hard, random = (
-        triple_metrics(image_embeddings, caption_embeddings,
-                       make_triples(dataset, caption_embeddings, split="validation",
-                                    negatives=kind), margin)
-        for kind in ("hard", "random")
-    )
+    hard, random = (triple_metrics(image_embeddings, caption_embeddings, validation[kind], margin)
+                    for kind in ("hard", "random"))
     image_ids = held_out_images(dataset, n_images, seed)
     metrics = {
         "triple_accuracy": hard["accuracy"], "triple_accuracy_random": random["accuracy"],

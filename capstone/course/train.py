@@ -20,7 +20,7 @@ import numpy as np
 from mygrad.nnet.losses import margin_ranking_loss
 from mynn.optimizers import SGD, Adam
 
-from capstone.course.triples import NEGATIVES, make_triples, triple_metrics
+from capstone.course.triples import NEGATIVES, triple_metrics
 
 OPTIMIZERS = ("sgd", "adam")
 EMBEDDERS = ("linear", "mlp")  # built by capstone.further.embedders
@@ -100,13 +100,6 @@ def make_optimizer(settings: Settings, parameters):
     return Adam(parameters, learning_rate=settings.lr)
 
 
-def epoch_triples(dataset, caption_embeddings, settings: Settings, rng):
-    """An epoch's fresh training triples, shuffled; drawn from ``rng`` (seeded once per run)."""
-    return make_triples(dataset, caption_embeddings, negatives=settings.negatives,
-                        n_candidates=settings.n_candidates,
-                        seed=rng.integers(2**32)).shuffled(rng)
-
-
 def train_epoch(model, optim, features, caption_embeddings, triples, settings, plot, loss_of=None):
     """One pass over ``triples`` in batches of ``settings.batch_size``: loss, backward, step.
 
@@ -130,15 +123,10 @@ def train_epoch(model, optim, features, caption_embeddings, triples, settings, p
     plot.set_train_epoch()
 
 
-def validation_triples(dataset, caption_embeddings) -> dict:
-    """The fixed validation triples: ``{"hard": Triples, "random": Triples}``."""
-    return {kind: make_triples(dataset, caption_embeddings, split="validation", negatives=kind)
-            for kind in NEGATIVES}
-
-
-def validation_metrics(image, dataset, caption_embeddings, validation, margin) -> dict:
-    """Loss and accuracy on the hard validation triples, and accuracy on the random ones."""
-    image_embeddings = image.embed(dataset.features)
+def validation_metrics(image, features, caption_embeddings, validation, margin) -> dict:
+    """Loss and accuracy on the hard validation triples (:func:`~capstone.course.triples.
+    validation_triples`), and accuracy on the random ones; ``features`` are every image's."""
+    image_embeddings = image.embed(features)
     hard = triple_metrics(image_embeddings, caption_embeddings, validation["hard"], margin)
     random = triple_metrics(image_embeddings, caption_embeddings, validation["random"], margin)
     return {**hard, "accuracy_random": random["accuracy"]}

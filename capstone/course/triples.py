@@ -135,6 +135,20 @@ def make_triples(
     return Triples(caption_rows.astype(np.int64), good_rows.astype(np.int64), image_rows[bad])
 
 
+def epoch_triples(dataset, caption_embeddings, settings, rng):
+    """An epoch's fresh training triples, shuffled, with the ``negatives`` and ``n_candidates`` of
+    ``settings``; drawn from ``rng`` (seeded once per run), as notebook 4's loop draws them."""
+    return make_triples(dataset, caption_embeddings, negatives=settings.negatives,
+                        n_candidates=settings.n_candidates,
+                        seed=rng.integers(2**32)).shuffled(rng)
+
+
+def validation_triples(dataset, caption_embeddings) -> dict:
+    """The fixed validation triples: ``{"hard": Triples, "random": Triples}``."""
+    return {kind: make_triples(dataset, caption_embeddings, split="validation", negatives=kind)
+            for kind in NEGATIVES}
+
+
 def hardest_candidates(text, image_text, good, n_candidates, rng) -> np.ndarray:
     """For each caption, the most similar of ``n_candidates`` random images other than its own.
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.data.paths import cache_dir, derived_cache_paths
+from capstone.data.store import derived_cache_paths
 from capstone.files import announce_first_read, atomic_write, say
 
 FORMAT = "capstone-captions/2"

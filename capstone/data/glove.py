@@ -34,9 +34,9 @@ from capstone.data.paths import (
     coco_dir,
     cogworks_cache_dir,
     default_dataset_name,
-    derived_cache_path,
     glove_name_for,
 )
+from capstone.data.store import derived_cache_path
 from capstone.files import announce_first_read, atomic_write, read_json, write_json
 
 if TYPE_CHECKING:  # gensim takes seconds to import: only the functions that need it do

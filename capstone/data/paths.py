@@ -18,7 +18,6 @@ Environment variables (a public interface, keep them stable):
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
 
@@ -43,24 +42,6 @@ def cache_dir() -> Path:
     path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def derived_cache_path(source: os.PathLike | str, folder: str, name: str = "{stem}-{key}.npz",
-                       *, key_length: int = 16) -> Path:
-    """Where what is made from the file ``source`` goes in the cache: ``<cache>/<folder>/<name>``.
-
-    ``name`` may use ``{stem}`` and ``{name}`` of ``source`` and ``{key}``, a hash of its resolved
-    path, so that two files of one name never share a cache.
-    """
-    path = Path(source).resolve()
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:key_length]
-    return cache_dir() / folder / name.format(stem=path.stem, name=path.name, key=key)
-
-
-def derived_cache_paths(source: os.PathLike | str, beside: str, folder: str) -> list[Path]:
-    """Where a cache made from ``source`` may be: beside it (named ``beside``), else in the cache
-    folder (:func:`derived_cache_path`), in that order of preference."""
-    return [Path(source).resolve().with_name(beside), derived_cache_path(source, folder)]
 
 
 def sample_dir() -> Path:

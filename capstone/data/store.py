@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
-from capstone.data.paths import cache_dir, derived_cache_paths
+from capstone.data.paths import cache_dir
 from capstone.files import announce_first_read, atomic_write, notice
 
 FEATURE_DIM = 512
@@ -155,6 +156,24 @@ def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
             except Exception:  # missing or damaged: load_features below deals with it
                 continue
     return load_features(path, remedy)[0]
+
+
+def derived_cache_path(source: os.PathLike | str, folder: str, name: str = "{stem}-{key}.npz",
+                       *, key_length: int = 16) -> Path:
+    """Where what is made from the file ``source`` goes in the cache: ``<cache>/<folder>/<name>``.
+
+    ``name`` may use ``{stem}`` and ``{name}`` of ``source`` and ``{key}``, a hash of its resolved
+    path, so that two files of one name never share a cache.
+    """
+    path = Path(source).resolve()
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:key_length]
+    return cache_dir() / folder / name.format(stem=path.stem, name=path.name, key=key)
+
+
+def derived_cache_paths(source: os.PathLike | str, beside: str, folder: str) -> list[Path]:
+    """Where a cache made from ``source`` may be: beside it (named ``beside``), else in the cache
+    folder (:func:`derived_cache_path`), in that order of preference."""
+    return [Path(source).resolve().with_name(beside), derived_cache_path(source, folder)]
 
 
 def features_cache_paths(path: os.PathLike | str) -> list:
