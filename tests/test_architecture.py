@@ -92,7 +92,7 @@ def source_path(module: str) -> Path:
 
 def closure(graph: dict, start) -> set:
     """Every module ``start`` imports, directly or not, with the packages Python runs on the way
-    (importing ``capstone.course.text`` runs ``capstone/__init__.py`` and ``course/__init__.py``)."""
+    (``capstone.course.text`` runs ``capstone/__init__.py`` and ``course/__init__.py``)."""
     seen, todo = set(), list(start)
     while todo:
         module = todo.pop()
@@ -188,7 +188,8 @@ def test_the_architecture_document_shows_the_real_folder_graph():
             if folder not in SHARED}
     assert documented_folder_graph() == real, (
         "docs/architecture.md's 'Who imports whom' differs from the code: "
-        + "; ".join(f"{f} -> {', '.join(sorted(e)) or '(nothing)'}" for f, e in sorted(real.items())))
+        + "; ".join(f"{f} -> {', '.join(sorted(e)) or '(nothing)'}"
+                    for f, e in sorted(real.items())))
 
 
 def reading_order() -> list:
@@ -202,10 +203,12 @@ def test_the_readme_lists_every_core_file_once_in_reading_order_with_its_line_co
     files = reading_order()
     taught = [f"capstone/course/{name}.py" for name in TAUGHT]
     assert [path for path in files if path in taught] == taught, files  # the notebooks' order
-    assert len(files) == len(set(files)), f"listed twice: {[f for f in files if files.count(f) > 1]}"
+    twice = [path for path in files if files.count(path) > 1]
+    assert not twice, f"listed twice: {twice}"
     core = {str(source_path(m).relative_to(ROOT)) for m in core_modules()} - {
         "capstone/course/__init__.py"}
-    assert set(files) == core, f"missing: {sorted(core - set(files))}, not core: {sorted(set(files) - core)}"
+    missing, extra = sorted(core - set(files)), sorted(set(files) - core)
+    assert not missing and not extra, f"missing {missing}; not core {extra}"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for path in files:  # the counts the README states are the files' own
         count = len((ROOT / path).read_text(encoding="utf-8").splitlines())

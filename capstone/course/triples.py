@@ -110,7 +110,8 @@ def make_triples(
         )
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    image_rows = dataset.rows(dataset.train_image_ids if split == "train" else dataset.val_image_ids)
+    split_ids = dataset.train_image_ids if split == "train" else dataset.val_image_ids
+    image_rows = dataset.rows(split_ids)
     if len(image_rows) < 2:
         raise ValueError(f"the {split} split needs at least 2 images, has {len(image_rows)}")
     if seed is None and split == "validation":

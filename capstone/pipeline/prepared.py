@@ -76,7 +76,8 @@ class SearchView:
 
 
 def load_search_view(name: str | None = None) -> SearchView:
-    """A dataset's :class:`SearchView` (``name`` as in :func:`capstone.data.dataset.load_dataset`)."""
+    """A dataset's :class:`SearchView` (``name`` as in
+    :func:`capstone.data.dataset.load_dataset`)."""
     files = dataset_files(name)
     store = load_caption_store(files["captions"], read_captions, files["remedy"])
     feature_ids = load_feature_ids(files["features"], files["remedy"])
@@ -125,7 +126,8 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
 
 
 def training_estimate(dataset, settings) -> float:
-    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on ``dataset``."""
+    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on
+    ``dataset``."""
     n_triples = int(np.count_nonzero(dataset.train_captions_mask))
     n_batches = -(-n_triples // settings.batch_size)
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
@@ -150,7 +152,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     progress : bool
         Show the progress bars.
     **changes
-        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train` takes them.
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train`
+        takes them.
 
     Returns
     -------

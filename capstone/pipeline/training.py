@@ -120,7 +120,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     history = History(recorder=recorder)
     preset = chosen if isinstance(chosen, str) else None
     info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
-    untrained = validation_metrics(image, dataset.features, caption_embeddings, validation, settings.margin)
+    untrained = validation_metrics(image, dataset.features, caption_embeddings, validation,
+                                   settings.margin)
     checkpoint = Checkpoint(image, text, info, out, untrained)
 
     epoch = 0
