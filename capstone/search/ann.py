@@ -1,4 +1,4 @@
-"""Search indexes behind :meth:`ImageDatabase.query`: exact top-k, FAISS HNSW and FAISS IVF-PQ.
+"""Search indexes behind :meth:`ImageDatabase.query`: exact top-k, FAISS HNSW, FAISS IVF-PQ, Milvus.
 
 Every index answers ``search(vector, k) -> (rows, scores)``: ``min(k, n)`` row numbers of the
 embedding matrix, best first, with their cosines (finite float32). Rows are expected to be unit
@@ -8,8 +8,14 @@ vectors, as :class:`~capstone.course.database.ImageDatabase` stores them, so cos
 ``"hnsw"``   ``faiss.IndexHNSWFlat`` over inner product: a navigable graph over a copy of the rows.
 ``"ivfpq"``  ``faiss.IndexIVFPQ``: rows bucketed by k-means, stored as product-quantised codes;
              the ``rerank * k`` best candidates are rescored exactly against the original rows.
+``"milvus"`` a Milvus collection (Milvus Lite in a local ``.db``, or a server by its URI): see
+             :mod:`capstone.search.milvus`.
 
-faiss is imported only when an approximate index is built, so ``import capstone`` stays quick.
+Every index also takes new rows, ``add(rows, embeddings)``, so that images join a database
+without rebuilding its index (:meth:`ImageDatabase.add`).
+
+faiss and pymilvus are imported only when such an index is built, so ``import capstone`` stays
+quick.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from capstone.course.database import _check_count, top_k
 from capstone.course.text import unit_rows
 
-KINDS = ("exact", "hnsw", "ivfpq")
+KINDS = ("exact", "hnsw", "ivfpq", "milvus")
 
 
 def build_index(embeddings, kind: str = "exact", **params):
@@ -34,25 +40,28 @@ def build_index(embeddings, kind: str = "exact", **params):
     embeddings : array-like, shape (n, D)
         Unit rows (float32). The exact and IVF-PQ indexes keep a reference to them, so they
         must not change afterwards; HNSW keeps its own copy.
-    kind : {"exact", "hnsw", "ivfpq"}
+    kind : {"exact", "hnsw", "ivfpq", "milvus"}
     **params
         The chosen kind's settings; see :class:`ExactIndex`, :class:`HNSWIndex`,
-        :class:`IVFPQIndex`.
+        :class:`IVFPQIndex`, :class:`capstone.search.milvus.MilvusIndex`.
 
     Returns
     -------
-    ExactIndex, HNSWIndex or IVFPQIndex
+    ExactIndex, HNSWIndex, IVFPQIndex or MilvusIndex
 
     Raises
     ------
     ValueError
         For an unknown kind or parameter, or embeddings that are not a non-empty 2-D array.
     ImportError
-        For ``"hnsw"`` or ``"ivfpq"`` when faiss is not installed.
+        For ``"hnsw"`` or ``"ivfpq"`` when faiss is not installed, ``"milvus"`` without pymilvus.
     """
-    if not isinstance(kind, str) or kind not in _CLASSES:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
-    cls = _CLASSES[kind]
+    if kind == "milvus":
+        from capstone.search.milvus import MilvusIndex as cls
+    else:
+        cls = _CLASSES[kind]
     allowed = list(inspect.signature(cls.__init__).parameters)[2:]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
@@ -132,6 +141,18 @@ class _Index:
             raise ValueError("the query vector has NaN or infinite entries; give finite numbers")
         return unit_rows(vector)  # cosine, as the database's own query scores it
 
+    def _grown(self, rows, embeddings) -> np.ndarray:
+        """The rows searched after adding ``rows``: ``embeddings`` when given (checked), else a
+        new matrix of the old rows and ``rows``."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, self.dim)
+        if embeddings is None:
+            embeddings = np.concatenate([self.embeddings, rows])
+        if len(embeddings) != self.n + len(rows):
+            raise ValueError(f"an index of {self.n} rows given {len(rows)} new rows needs a matrix "
+                             f"of {self.n + len(rows)}, got {len(embeddings)}")
+        self.n = len(embeddings)
+        return _as_matrix(embeddings, self.kind)
+
     def _exact(self, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = self.embeddings @ vector
         rows = top_k(scores, k)
@@ -176,6 +197,10 @@ class ExactIndex(_Index):
         (rows, scores) : int64 and float32 arrays
         """
         return self._exact(self._query(vector), _check_count(k))
+
+    def add(self, rows, embeddings=None) -> None:
+        """Take new rows: ``embeddings``, the database's matrix with them, else a copy plus them."""
+        self.embeddings = self._grown(rows, embeddings)
 
 
 class HNSWIndex(_Index):
@@ -242,6 +267,13 @@ class HNSWIndex(_Index):
             best = top_k(all_scores, want)
             return best, all_scores[best]
         return rows.astype(np.int64), scores
+
+    def add(self, rows, embeddings=None) -> None:
+        """Link new unit rows into the graph (faiss inserts them as it built the others)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, self.dim)
+        with _one_thread(self._faiss):
+            self.index.add(rows)
+        self.n += len(rows)
 
 
 class IVFPQIndex(_Index):
@@ -345,6 +377,13 @@ class IVFPQIndex(_Index):
             )
         return self._complete(rows[0], vector, k)
 
+    def add(self, rows, embeddings=None) -> None:
+        """Encode new rows into the trained cells and codes (no retraining); the re-ranking then
+        reads ``embeddings``, the database's matrix with them (else a copy plus them)."""
+        old, self.embeddings = self.n, self._grown(rows, embeddings)
+        with _one_thread(self._faiss):
+            self.index.add(self.embeddings[old:])
+
 
 def _default_m(dim: int) -> int:
     """The largest divisor of ``dim`` that is at most ``dim / 4`` (4-d sub-vectors or more)."""
@@ -358,7 +397,8 @@ def use_index(database, kind: str = "exact", **params):
     """Answer ``database.query`` and ``query_vector`` through an index of ``kind``; returns it.
 
     ``"exact"`` is exact; ``"hnsw"`` and ``"ivfpq"`` are approximate FAISS indexes, much faster on
-    large databases; ``params`` are their settings (see :func:`build_index`).
+    large databases; ``"milvus"`` keeps the embeddings in Milvus (``uri=``, else
+    ``$CAPSTONE_MILVUS_URI``); ``params`` are their settings (see :func:`build_index`).
     """
     database.index = build_index(database.embeddings, kind, **params)
     return database
