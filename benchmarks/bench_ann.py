@@ -19,7 +19,8 @@ building it).
 
 For a quick check at another size: ``CAPSTONE_BENCH_ANN_N=100000 python benchmarks/run.py --only
 ann`` (the number of clusters scales with it), or call ``rows(n=..., dim=..., queries=...)``;
-``CAPSTONE_BENCH_ANN_KINDS=milvus`` runs only the named rows (comma-separated).
+``CAPSTONE_BENCH_ANN_KINDS=milvus`` runs only the named rows (comma-separated), and
+``CAPSTONE_BENCH_ANN_QUERIES=50`` times fewer queries (Milvus Lite takes seconds each at 1,000,000).
 
 The Milvus row runs Milvus Lite in this process (a temporary ``.db``, deleted afterwards): its
 note splits the build into inserting the rows and indexing them, and gives the folder's size.
@@ -86,21 +87,24 @@ def megabytes(n_bytes) -> str:
     return "?" if n_bytes is None else f"{n_bytes / 2**20:,.0f} MB"
 
 
-def rows(n=None, dim=DIM, queries=QUERIES, settings=None) -> list[dict]:
+def rows(n=None, dim=DIM, queries=None, settings=None) -> list[dict]:
     """One row per approximate index: p50 latency against exact, recall@10, build and memory.
 
     Parameters
     ----------
     n : int, optional
         Database size; default ``$CAPSTONE_BENCH_ANN_N`` or 1,000,000.
-    dim, queries : int
-        Embedding dimension and number of timed queries.
+    dim : int
+        Embedding dimension.
+    queries : int, optional
+        Timed queries; default ``$CAPSTONE_BENCH_ANN_QUERIES`` or 200.
     settings : dict, optional
         Index kind -> parameters; default :data:`SETTINGS`.
     """
     from capstone.search.ann import build_index
 
     n = int(n or os.environ.get("CAPSTONE_BENCH_ANN_N") or N)
+    queries = int(queries or os.environ.get("CAPSTONE_BENCH_ANN_QUERIES") or QUERIES)
     if settings is None:
         chosen = os.environ.get("CAPSTONE_BENCH_ANN_KINDS")  # e.g. "milvus": only those rows
         settings = {kind: SETTINGS[kind] for kind in (chosen.split(",") if chosen else SETTINGS)}

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from capstone.course.database import _check_count
-from capstone.search.ann import _Index
+from capstone.search.index import BaseIndex
 
 URI_VARIABLE, TOKEN_VARIABLE = "CAPSTONE_MILVUS_URI", "CAPSTONE_MILVUS_TOKEN"
 MAX_RESULTS = 16_384  # Milvus's largest top-k per query
@@ -62,7 +62,7 @@ def fingerprint(embeddings: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-class MilvusIndex(_Index):
+class MilvusIndex(BaseIndex):
     """The database's rows in a Milvus collection, searched by cosine.
 
     Parameters
