@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from capstone.course.database import ImageDatabase  # noqa: E402
+from capstone.search.database import SearchDatabase  # noqa: E402
 from capstone.search.ann import build_index, use_index  # noqa: E402
 from capstone.search.milvus import MilvusError, MilvusIndex  # noqa: E402
 
@@ -55,8 +55,8 @@ def sample():
 
 def test_milvus_answers_text_dedup_why_and_image_queries_as_exact_search(sample, tmp_path):
     dataset, model = sample
-    exact = ImageDatabase.build(model, dataset)
-    milvus = use_index(ImageDatabase.build(model, dataset), "milvus", uri=str(tmp_path / "a.db"))
+    exact = SearchDatabase.build(model, dataset)
+    milvus = use_index(SearchDatabase.build(model, dataset), "milvus", uri=str(tmp_path / "a.db"))
     try:
         assert isinstance(milvus.index, MilvusIndex) and milvus.index.embeddings is None
         for text, options in [("a red boat", {}), ("a photo of a puppy", {"dedup": 0.5}),

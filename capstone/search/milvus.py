@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.course.database import _check_count
+from capstone.course.database import check_count
 from capstone.search.index import BaseIndex
 
 URI_VARIABLE, TOKEN_VARIABLE = "CAPSTONE_MILVUS_URI", "CAPSTONE_MILVUS_TOKEN"
@@ -103,11 +103,11 @@ class MilvusIndex(BaseIndex):
                              f"letter; got {collection!r}")
         self.collection, self.index_type = collection, index_type
         self.M, self.ef_construction, self.ef_search = (
-            _check_count(M, "M"), _check_count(ef_construction, "ef_construction"),
-            _check_count(ef_search, "ef_search"))
-        self.nlist = _check_count(nlist if nlist is not None else max(1, round(self.n ** 0.5)),
+            check_count(M, "M"), check_count(ef_construction, "ef_construction"),
+            check_count(ef_search, "ef_search"))
+        self.nlist = check_count(nlist if nlist is not None else max(1, round(self.n ** 0.5)),
                                   "nlist")
-        self.nprobe = _check_count(nprobe, "nprobe")
+        self.nprobe = check_count(nprobe, "nprobe")
         self.uri, temporary = self._resolve_uri(uri)
         self.client = _connect(self.uri, float(connect_timeout))
         local = self.uri.endswith(".db")
@@ -222,7 +222,7 @@ class MilvusIndex(BaseIndex):
         -------
         (rows, scores) : int64 and float32 arrays; scores are the cosines Milvus computes
         """
-        vector, k = self._query(vector), _check_count(k)
+        vector, k = self._query(vector), check_count(k)
         want = min(k, self.n)
         if want > MAX_RESULTS:
             raise ValueError(f"Milvus returns at most {MAX_RESULTS:,} results a query; ask for "
