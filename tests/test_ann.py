@@ -223,3 +223,57 @@ def test_a_search_leaves_faiss_thread_setting_as_it_was(indexes, data):
     for kind in ("hnsw", "ivfpq"):
         indexes[kind].search(data[1][0], K)
         assert faiss.omp_get_max_threads() == before
+
+
+# -- python -m capstone add ------------------------------------------------------------------------
+def test_the_add_command_keeps_added_images_for_later_searches_and_refuses_repeats(
+        tmp_path, monkeypatch, capsys):
+    import json
+    import pickle
+
+    from capstone.apps.cli import main
+    from capstone.data.dataset import read_dataset
+    from test_database import trained_sample
+
+    folder, model_path = trained_sample()
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "cache"))  # the added images go here
+    monkeypatch.setenv("CAPSTONE_DATA_DIR", str(folder))
+    monkeypatch.setenv("CAPSTONE_MODEL", str(model_path))
+    monkeypatch.setenv("CAPSTONE_DATASET", "coco")
+    dataset = read_dataset(folder, "coco")
+    originals = [int(i) for i in dataset.image_ids[:3]]
+    new_ids = np.array([10**9 + 1, 10**9 + 2, 10**9 + 3])  # copies of three images, new ids
+    np.savez(tmp_path / "new.npz", image_ids=new_ids, features=dataset.features_of(originals))
+
+    def run(*argv):
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    status, out, err = run("add", "--features", str(tmp_path / "new.npz"))
+    assert status == 0 and out.startswith("added 3 images; the coco database now holds "
+                                          f"{len(dataset.image_ids) + 3:,} (3 added")
+    for original, copy in zip(originals, new_ids):  # a new process finds them: saved
+        status, out, _ = run("similar", "--json", "--k", "2", str(copy))
+        found = json.loads(out)
+        assert [r["image_id"] for r in found] == [copy, original]
+        assert found[1]["score"] == pytest.approx(1, abs=1e-5)
+    status, out, _ = run("search", "--json", "--k", "400", "a photo")  # every image, added too
+    assert set(new_ids.tolist()) <= {r["image_id"] for r in json.loads(out)}
+
+    status, out, err = run("add", "--features", str(tmp_path / "new.npz"))
+    assert status == 2 and out == ""
+    assert err == f"error: image_id {10**9 + 1} is already in this database or given twice; " \
+                  "add each image once\n"
+    np.savez(tmp_path / "floats.npz", image_ids=np.array([1.5]), features=np.ones((1, 512)))
+    status, _, err = run("add", "--features", str(tmp_path / "floats.npz"))
+    assert status == 2 and err.startswith("error: image ids must be whole numbers")
+    status, _, err = run("add", "--features", str(tmp_path / "missing.npz"))
+    assert status == 2 and err.startswith(f"error: no image features at {tmp_path}")
+    assert err.count("\n") == 1
+
+    course_format = {10**9 + 4: dataset.features_of([originals[0]]).reshape(1, 512)}
+    with open(tmp_path / "more.pkl", "wb") as file:  # the course's features format
+        pickle.dump(course_format, file)
+    status, out, _ = run("add", "--features", str(tmp_path / "more.pkl"))
+    assert status == 0 and "(4 added" in out

@@ -19,7 +19,7 @@ import numpy as np
 
 from capstone.data.captions import load_caption_store
 from capstone.data.dataset import dataset_files, load_dataset, read_captions, rows_of_features
-from capstone.search.database import SearchDatabase
+from capstone.search.database import SearchDatabase, add_saved_images
 from capstone.data.model import load_model
 from capstone.data.paths import (check_dataset_name, default_database_path, default_dataset_name,
                     default_model_path, say)
@@ -114,13 +114,13 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
             model = load_model(model, dataset=view.name)
     path = path or default_database_path(view.name)
     try:
-        return SearchDatabase.load(path, model, view)
+        database = SearchDatabase.load(path, model, view)
     except (OSError, ValueError):  # missing, stale or damaged: build it from the dataset
-        pass
-    say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
-    full = view if hasattr(view, "captions") else load_dataset(view.name)
-    database = SearchDatabase.build(model, full)
-    database.save(path)
+        say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
+        full = view if hasattr(view, "captions") else load_dataset(view.name)
+        database = SearchDatabase.build(model, full)
+        database.save(path)
+    add_saved_images(database)  # the images `python -m capstone add` added, embedded by this model
     return database
 
 
