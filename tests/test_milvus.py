@@ -151,3 +151,40 @@ def test_other_index_types_find_the_exact_top_10(index_type, tmp_path):
             expected, expected_scores = exact.search(query, 10)
             assert found.tolist() == expected.tolist()
             np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+
+
+def test_the_command_line_answers_from_milvus_when_capstone_milvus_uri_is_set(
+        tmp_path, monkeypatch, capsys):
+    import json
+
+    from capstone.apps.cli import main
+    from capstone.data.dataset import read_dataset
+    from capstone.pipeline.prepared import open_database
+    from test_database import trained_sample
+
+    folder, model_path = trained_sample()
+    for name, value in {"CAPSTONE_CACHE": tmp_path / "cache", "CAPSTONE_DATA_DIR": folder,
+                        "CAPSTONE_MODEL": model_path, "CAPSTONE_DATASET": "coco"}.items():
+        monkeypatch.setenv(name, str(value))
+
+    def search(*argv):
+        assert main(["search", "--json", "--k", "5", *argv]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    dataset = read_dataset(folder, "coco")
+    first = int(dataset.image_ids[0])
+    queries = [["a red boat"], ["--dedup", "a dog on the grass"], ["--image", str(first), "night"]]
+    expected = [search(*query) for query in queries]  # exact search in memory
+    monkeypatch.setenv("CAPSTONE_MILVUS_URI", str(tmp_path / "class.db"))
+    assert isinstance(open_database().index, MilvusIndex)
+    for query, want in zip(queries, expected):
+        got = search(*query)
+        assert [r["image_id"] for r in got] == [r["image_id"] for r in want]
+        for mine, theirs in zip(got, want):
+            assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
+            assert mine["why"] == pytest.approx(theirs["why"], abs=1e-5)
+    np.savez(tmp_path / "new.npz", image_ids=[10**9], features=dataset.features_of([first]))
+    assert main(["add", "--features", str(tmp_path / "new.npz")]) == 0
+    capsys.readouterr()
+    assert main(["similar", "--json", "--k", "2", str(10**9)]) == 0
+    assert [r["image_id"] for r in json.loads(capsys.readouterr().out)] == [10**9, first]

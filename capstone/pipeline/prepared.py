@@ -13,6 +13,7 @@ trained now, with a line saying so and how long it takes, and a progress bar.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -101,7 +102,9 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
     -------
     SearchDatabase
         Loaded when the saved one matches the model and the images, else built (saying so)
-        from the full dataset and saved.
+        from the full dataset and saved; with the images ``python -m capstone add`` added; when
+        ``$CAPSTONE_MILVUS_URI`` is set, answering from a Milvus collection ``capstone_<dataset>``
+        there (:mod:`capstone.search.milvus`).
     """
     if dataset is None or isinstance(dataset, str):
         name = check_dataset_name(dataset) if dataset else default_dataset_name(announce=True)
@@ -121,6 +124,10 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
         database = SearchDatabase.build(model, full)
         database.save(path)
     add_saved_images(database)  # the images `python -m capstone add` added, embedded by this model
+    if os.environ.get("CAPSTONE_MILVUS_URI"):  # answer from Milvus (a server many processes share)
+        from capstone.search.ann import use_index
+
+        use_index(database, "milvus", collection=f"capstone_{view.name}")
     return database
 
 
