@@ -268,8 +268,11 @@ def _connect(uri: str, timeout: float):
     lite = logging.getLogger("milvus_lite.server_manager")  # logs a traceback where we say one line
     was_disabled, lite.disabled = lite.disabled, True
     try:
+        # Milvus Lite's gRPC server answers pymilvus's 10 s keep-alive pings during a long call
+        # (indexing a million rows) with "too_many_pings" and drops the connection: ping less
+        options = {"grpc_options": {"grpc.keepalive_time_ms": 600_000}} if uri.endswith(".db") else {}
         return pymilvus.MilvusClient(uri=uri, token=os.environ.get(TOKEN_VARIABLE, ""),
-                                     timeout=timeout)
+                                     timeout=timeout, **options)
     except Exception as error:
         if uri.endswith(".db"):
             reason = ("another process has it open (Milvus Lite allows one process per .db); give "
