@@ -90,10 +90,7 @@ class MilvusIndex(BaseIndex):
                  index_type: str = "HNSW", M: int = 16, ef_construction: int = 80,
                  ef_search: int = 128, nlist=None, nprobe: int = 32,
                  connect_timeout: float = 10.0):
-        super().__init__(embeddings)
-        if self.n == 0:
-            raise ValueError("the milvus index needs at least one embedding; use kind='exact' "
-                             "for an empty database")
+        super().__init__(embeddings)  # an empty matrix is refused there
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {', '.join(INDEX_TYPES)}, got "
                              f"{index_type!r}")
@@ -109,7 +106,12 @@ class MilvusIndex(BaseIndex):
                                   "nlist")
         self.nprobe = check_count(nprobe, "nprobe")
         self.uri, temporary = self._resolve_uri(uri)
-        self.client = _connect(self.uri, float(connect_timeout))
+        try:
+            self.client = _connect(self.uri, float(connect_timeout))
+        except Exception:
+            if temporary is not None:
+                shutil.rmtree(temporary, ignore_errors=True)
+            raise
         local = self.uri.endswith(".db")
         if local:
             _OPEN_LITE[self.uri] = _OPEN_LITE.get(self.uri, 0) + 1
@@ -152,9 +154,10 @@ class MilvusIndex(BaseIndex):
                 self.reused = True
                 return
             client.drop_collection(name)
-        schema = self._pymilvus.MilvusClient.create_schema(auto_id=False)
-        schema.add_field("row", self._pymilvus.DataType.INT64, is_primary=True)
-        schema.add_field("embedding", self._pymilvus.DataType.FLOAT_VECTOR, dim=self.dim)
+        pymilvus = _pymilvus()
+        schema = pymilvus.MilvusClient.create_schema(auto_id=False)
+        schema.add_field("row", pymilvus.DataType.INT64, is_primary=True)
+        schema.add_field("embedding", pymilvus.DataType.FLOAT_VECTOR, dim=self.dim)
         # Strong: an image added is found by the very next query, on a server too
         client.create_collection(name, schema=schema, consistency_level="Strong",
                                  properties={FINGERPRINT: wanted})
@@ -168,13 +171,10 @@ class MilvusIndex(BaseIndex):
         index.add_index(field_name="embedding", index_type=self.index_type, metric_type="COSINE",
                         params={**build, "params": build})
         local = self.uri.endswith(".db")
-        client.create_index(name, index, sync=not local)  # Lite builds in load_collection
+        # waiting for a build asks for AllocTimestamp, which Milvus Lite lacks (it builds on load)
+        client.create_index(name, index, sync=not local)
         client.load_collection(name)
         self.seconds["index"] = time.perf_counter() - started
-
-    @property
-    def _pymilvus(self):
-        return _pymilvus()
 
     def _insert(self, embeddings: np.ndarray, first_row: int) -> None:
         for start in range(0, len(embeddings), INSERT_ROWS):
