@@ -96,6 +96,15 @@ def test_a_collection_holding_these_embeddings_is_reused_and_other_ones_replaced
         assert not replaced.reused and replaced.search(rows[42], 1)[0].tolist() != [42]
 
 
+def test_after_images_are_added_the_next_process_reuses_the_grown_collection(tmp_path):
+    uri, rows = str(tmp_path / "grown.db"), unit_rows(300, 16)
+    with build_index(rows[:200], "milvus", uri=uri) as first:
+        first.add(rows[200:], rows)
+        assert len(first) == 300 and first.search(rows[250], 1)[0].tolist() == [250]
+    with build_index(rows, "milvus", uri=uri) as again:
+        assert again.reused and again.search(rows[299], 1)[0].tolist() == [299]
+
+
 def test_milvus_uri_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSTONE_MILVUS_URI", str(tmp_path / "from-env.db"))
     with build_index(unit_rows(50, 8), "milvus") as index:
