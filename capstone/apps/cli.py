@@ -136,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--text", help='steer by text: "at night" (semantic space only)')
     command.set_defaults(func=similar_command)
 
+    command = commands.add_parser(
+        "add", parents=[dataset], help="add images to the search database without rebuilding it",
+        description="Embed new images' features with the model and add them to the dataset's "
+        "image database: search, similar, tags and the app find them from then on.")
+    command.add_argument("--features", required=True, metavar="FILE",
+                         help=".npz with arrays image_ids (n,) and features (n, 512), or a "
+                         "features pickle in the course's format")
+    command.add_argument("--model", help="a trained model .npz (default: the dataset's)")
+    command.set_defaults(func=add_command)
+
     command = commands.add_parser("tags", parents=[common], help="words that describe an image")
     command.add_argument("image_id", type=int, metavar="IMAGE_ID")
     command.add_argument("--n", type=int, default=10, help="number of words (default 10)")
@@ -393,6 +403,19 @@ def tags_command(args) -> int:
     else:
         for word, score in tags:
             print(f"{score:.3f}  {word}")
+    return 0
+
+
+def add_command(args) -> int:
+    """``add``: embed and add images (refusing any already there), saved for later searches."""
+    from capstone.search.database import read_image_features, save_added_images
+
+    image_ids, features = read_image_features(args.features)
+    database = database_for(args.dataset, args.model)
+    database.add(image_ids, features)
+    path = save_added_images(database)
+    print(f"added {len(image_ids):,} images; the {args.dataset} database now holds "
+          f"{len(database):,} ({len(database.added_features):,} added, kept in {path})")
     return 0
 
 

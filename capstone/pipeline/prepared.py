@@ -13,13 +13,14 @@ trained now, with a line saying so and how long it takes, and a progress bar.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
 from capstone.data.captions import load_caption_store
 from capstone.data.dataset import dataset_files, load_dataset, read_captions, rows_of_features
-from capstone.search.database import SearchDatabase
+from capstone.search.database import SearchDatabase, add_saved_images
 from capstone.data.model import load_model
 from capstone.data.paths import (check_dataset_name, default_database_path, default_dataset_name,
                     default_model_path, say)
@@ -102,7 +103,9 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
     -------
     SearchDatabase
         Loaded when the saved one matches the model and the images, else built (saying so)
-        from the full dataset and saved.
+        from the full dataset and saved; with the images ``python -m capstone add`` added; when
+        ``$CAPSTONE_MILVUS_URI`` is set, answering from a Milvus collection ``capstone_<dataset>``
+        there (:mod:`capstone.search.milvus`).
     """
     if dataset is None or isinstance(dataset, str):
         name = check_dataset_name(dataset) if dataset else default_dataset_name(announce=True)
@@ -115,13 +118,17 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
             model = load_model(model, dataset=view.name)
     path = path or default_database_path(view.name)
     try:
-        return SearchDatabase.load(path, model, view)
+        database = SearchDatabase.load(path, model, view)
     except (OSError, ValueError):  # missing, stale or damaged: build it from the dataset
-        pass
-    say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
-    full = view if hasattr(view, "captions") else load_dataset(view.name)
-    database = SearchDatabase.build(model, full)
-    database.save(path)
+        say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
+        full = view if hasattr(view, "captions") else load_dataset(view.name)
+        database = SearchDatabase.build(model, full)
+        database.save(path)
+    add_saved_images(database)  # the images `python -m capstone add` added, embedded by this model
+    if os.environ.get("CAPSTONE_MILVUS_URI"):  # answer from Milvus (a server many processes share)
+        from capstone.search.ann import use_index
+
+        use_index(database, "milvus", collection=f"capstone_{view.name}")
     return database
 
 
