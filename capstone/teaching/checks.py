@@ -42,6 +42,11 @@ def plain(value):
     return value.data if hasattr(value, "backward") and hasattr(value, "data") else value
 
 
+def passed(message: str):
+    """Say what a check verified (a passing check prints one line)."""
+    print(f"check passed: {message}")
+
+
 def fail(what: str, detail: str, look_at: str):
     """Raise :class:`CheckFailed` with the three parts of a readable message."""
     raise CheckFailed(f"{what}: {detail}\n  look at: {look_at}")
@@ -98,6 +103,8 @@ def check_captions_per_image(captions_per_image):
              f"for caption_image_ids={CAPTION_IMAGE_IDS.tolist()}",
              "count the captions of each image first (np.unique(..., return_counts=True)), then "
              "count how many images have each number of captions")
+    passed(f"captions_per_image gives {dict(sorted(got.items()))} for {len(CAPTION_IMAGE_IDS)} "
+           "fixed caption ids")
 
 
 # -- 02: IDF and se_text ---------------------------------------------------------------------------
@@ -155,6 +162,8 @@ def check_idf(idf):
         fail(f"idf({word!r}, caption_words) over {n} captions",
              f"expected {expected:.6g}, got {got:.6g} (rel_error {rel_error(expected, got):.2g})",
              hint)
+    passed(f"idf of {len(IDF_WORDS)} words over {n} fixed captions equals idf_weights' "
+           f"(rel_error below {TOLERANCE:g})")
 
 
 def check_se_text(se_text):
@@ -183,6 +192,8 @@ def check_se_text(se_text):
         assert_close(expected, got, what, "the weights: idf(word, caption_words) over all the "
                      "training captions (not one caption, not a batch), every known word counted "
                      "each time it occurs, unknown words skipped")
+    passed(f"se_text of {len(SE_TEXT_CAPTIONS)} fixed captions equals the package's "
+           f"(rel_error below {TOLERANCE:g})")
 
 
 # -- 03: the hardest negative ----------------------------------------------------------------------
@@ -239,6 +250,8 @@ def check_hard_negative(hard_negative):
         fail(what, f"with n_candidates=2 over 12 seeds it returned {sorted(drawn)}",
              "draw n_candidates distinct random images with the given rng, then take the most "
              "similar of them")
+    passed(f"hard_negative never returns the caption's own image and picks the most similar "
+           f"candidate, over {len(results)} draws")
 
 
 # -- 04: the loss of a batch and one training step ------------------------------------------------
@@ -287,6 +300,8 @@ def check_batch_loss(batch_loss):
         hint = ("the sign: this is the loss of ranking bad above good; the good image's cosine "
                 "must win: margin_ranking_loss(sim_good, sim_bad, 1, margin), y = 1")
     assert_close(expected, got[0].item(), f"the loss of the batch (margin {margin})", hint)
+    passed(f"batch_loss of a fixed batch: loss {expected:.4f} and both cosines as the package's "
+           f"(rel_error below {TOLERANCE:g})")
 
 
 def check_train_step(train_step, batch_loss):
@@ -320,6 +335,7 @@ def check_train_step(train_step, batch_loss):
              "return what batch_loss returned")
     assert_close(loss.item(), float(plain(got[0])), "the loss train_step returned",
                  "return the batch's loss (computed before the step)")
+    passed("train_step moves M and b as one SGD step of batch_loss does")
 
 
 # -- 05: top-k by a matrix-vector product ---------------------------------------------------------
@@ -348,3 +364,4 @@ def check_top_k(top_k):
             hint = ("the order: this is an ascending sort (worst first, or the k lowest); sort "
                     "by -scores so the highest cosine comes first")
         assert_equal(expected, got, f"top_k(embeddings, query, k={k}) (image rows)", hint)
+    passed("top_k gives the package's rows, best first, for k = 5, 1 and 12 of 40 fixed vectors")
