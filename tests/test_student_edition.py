@@ -1,7 +1,7 @@
 """The student edition, its checks and the grader: answers cleared, checks that fail and say why.
 
 Grading runs only each notebook's imports, answer cells and checks (fixed small inputs), one
-kernel per notebook, so the catalogue of past mistakes costs a kernel start each, not a notebook run.
+kernel per notebook: the catalogue of past mistakes costs a kernel start each, not a notebook run.
 """
 
 import csv
@@ -16,7 +16,8 @@ from capstone.apps.cli import main
 from capstone.apps.notebooks import NotebookError, run_notebook
 from capstone.teaching import checks
 from capstone.teaching.student import (NOT_ANSWERED, SOURCE_DIR, all_exercises, exercises_of,
-                                       grade_notebook, is_answer, is_check, nbgrader_meta)
+                                       grade_folder, grade_notebook, is_answer, is_check,
+                                       nbgrader_meta)
 
 EXERCISES = ["01 captions_per_image", "02 idf", "02 se_text", "03 hard_negative", "04 batch_loss",
              "04 train_step", "05 top_k"]
@@ -29,7 +30,8 @@ MISTAKES = [
      "np.log10(N / containing) if containing else np.log10(N)",
      "np.log(N / containing) if containing else np.log(N)", "check_idf", r"natural log.*log10"),
     ("IDF over one caption", "02_text_embedding.ipynb", "se_text", "idf(word, caption_words)",
-     "idf(word, [set(tokenize(caption))])", "check_se_text", r"not finite.*over the caption itself"),
+     "idf(word, [set(tokenize(caption))])", "check_se_text",
+     r"not finite.*over the caption itself"),
     ("IDF over one batch of captions", "02_text_embedding.ipynb", "se_text",
      "idf(word, caption_words)", "idf(word, caption_words[:32])", "check_se_text",
      r"first differing value.*expected.*got.*not one caption, not a batch"),
@@ -169,8 +171,12 @@ def test_a_missing_answer_cell_or_notebook_is_graded_missing(tmp_path):
     notebook.cells = [cell for cell in notebook.cells if not is_answer(cell)]
     (tmp_path / "ann").mkdir()
     nbformat.write(notebook, tmp_path / "ann" / "03_triples.ipynb")
-    [grade] = grade_notebook(tmp_path / "ann" / "03_triples.ipynb", "ann")
-    assert grade.result == "missing" and "'hard_negative' is missing" in grade.message
+    grades = {grade.exercise.label: grade for grade in grade_folder(tmp_path)}
+    assert list(grades) == EXERCISES and {grade.student for grade in grades.values()} == {"ann"}
+    assert grades["03 hard_negative"].result == "missing"
+    assert "'hard_negative' is missing" in grades["03 hard_negative"].message
+    assert grades["02 idf"].result == "missing"
+    assert grades["02 idf"].message == "no 02_text_embedding.ipynb handed in"
 
 
 def test_grade_refuses_a_folder_without_notebooks(tmp_path, capsys):
@@ -178,7 +184,7 @@ def test_grade_refuses_a_folder_without_notebooks(tmp_path, capsys):
     assert "no notebooks in" in capsys.readouterr().err
 
 
-# -- the checks' messages, in-process ---------------------------------------------------------------
+# -- the checks' messages, in-process -----------------------------------------------------------
 def test_rel_error_is_cs231ns():
     assert checks.rel_error([1.0, 2.0], [1.0, 2.0]) == 0
     assert checks.rel_error(1.0, 3.0) == pytest.approx(0.5)
@@ -195,7 +201,7 @@ def test_assert_close_names_the_shape_or_the_first_differing_value():
 
 
 def test_assert_equal_names_the_first_difference():
-    with pytest.raises(checks.CheckFailed, match=r"first difference at position 1: expected 5, got 6"):
+    with pytest.raises(checks.CheckFailed, match=r"position 1: expected 5, got 6"):
         checks.assert_equal([4, 5], [4, 6], "ids", "x")
 
 
@@ -223,7 +229,8 @@ def test_correct_answers_differ_from_the_package_by_float32_rounding_only():
     names["np"] = np
     glove, table = checks.small_glove(), idf_weights(checks.IDF_CAPTIONS)
     n, words = len(checks.IDF_CAPTIONS), checks.caption_words()
-    errors = [checks.rel_error(se_text(caption, glove, table, n), names["se_text"](caption, glove, words))
+    errors = [checks.rel_error(se_text(caption, glove, table, n),
+                               names["se_text"](caption, glove, words))
               for caption in checks.SE_TEXT_CAPTIONS]
     errors += [checks.rel_error(table.get(word, math.log10(n)), names["idf"](word, words))
                for word in checks.IDF_WORDS]
@@ -231,5 +238,6 @@ def test_correct_answers_differ_from_the_package_by_float32_rounding_only():
     rows = np.arange(len(captions))
     expected = triple_metrics(model.embed(np.concatenate([good, bad])), captions,
                               Triples(rows, rows, rows + len(rows)), margin)["loss"]
-    errors.append(checks.rel_error(expected, names["batch_loss"](model, captions, good, bad, margin)[0].item()))
+    loss = names["batch_loss"](model, captions, good, bad, margin)[0]
+    errors.append(checks.rel_error(expected, loss.item()))
     assert max(errors) < 1e-6

@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "grade", help="grade a folder of completed student notebooks: a table and a CSV",
         description="Grade DIR/<student>/NN_name.ipynb: each exercise's check on fixed inputs.")
     command.add_argument("folder", type=Path, metavar="DIR", help="the students' notebooks")
-    command.add_argument("--csv", type=Path, help="where to write the table (default DIR/grades.csv)")
+    command.add_argument("--csv", type=Path,
+                         help="where to write the table (default DIR/grades.csv)")
     command.set_defaults(func=grade_command)
 
     command = commands.add_parser(

@@ -1,4 +1,4 @@
-"""The checks that follow each exercise of notebooks 01-05: the student's function against the package's.
+"""The checks after each exercise of notebooks 01-05: the student's function against the package's.
 
 Each ``check_*`` calls the student's function on small fixed inputs, computes the same with the
 package's tested code, and raises :class:`CheckFailed` (an ``AssertionError``) saying what
@@ -110,8 +110,9 @@ def check_captions_per_image(captions_per_image):
 # -- 02: IDF and se_text ---------------------------------------------------------------------------
 # 80 captions in a fixed order: the first 32 hold two of the four colours, so an IDF over a batch
 # (a prefix) differs from the IDF over all of them; "dog" and "boat" repeat within a caption.
-COLOURS, THINGS, PLACES = ("red", "blue", "green", "white"), ("dog", "boat", "kite", "car", "tree"), (
-    "on the water", "in the park", "near a house", "at night")
+COLOURS = ("red", "blue", "green", "white")
+THINGS = ("dog", "boat", "kite", "car", "tree")
+PLACES = ("on the water", "in the park", "near a house", "at night")
 IDF_CAPTIONS = [f"A {colour} {thing} {place}." + (f" The {thing} again!" if thing in ("dog", "boat")
                                                    and place == "in the park" else "")
                 for colour, thing, place in product(COLOURS, THINGS, PLACES)]
@@ -357,7 +358,8 @@ def check_top_k(top_k):
     for k in (5, 1, 12):
         expected = reference(scores, k)
         got = np.asarray(plain(top_k(embeddings.copy(), query.copy(), k)))
-        hint = "the k highest cosines, best first: np.argpartition(-scores, k), then np.argsort(-scores[best])"
+        hint = ("the k highest cosines, best first: np.argpartition(-scores, k), then "
+                "np.argsort(-scores[best])")
         if got.shape == expected.shape and (
                 np.array_equal(got, expected[::-1]) or set(got.tolist()) == set(
                     np.argsort(scores)[:k].tolist())):

@@ -22,6 +22,7 @@ Grading runs the students' code, as any autograder does: grade untrusted work in
 from __future__ import annotations
 
 import ast
+import subprocess
 import csv
 import shutil
 import tempfile
@@ -63,7 +64,7 @@ def is_check(cell) -> bool:
 
 
 def exercises_of(path) -> list[Exercise]:
-    """The exercises of one instructor notebook, in order (each answer cell and the check after it)."""
+    """The exercises of an instructor notebook, in order (each answer cell, the check after it)."""
     notebook = nbformat.read(path, as_version=4)
     found, answer = [], None
     for cell in notebook.cells:
@@ -86,7 +87,7 @@ def all_exercises(source_dir=SOURCE_DIR) -> list[Exercise]:
 
 # -- the student edition ---------------------------------------------------------------------------
 def student_notebook(notebook):
-    """A copy of an instructor notebook (a ``NotebookNode``) with the answers cleared by nbgrader."""
+    """A copy of an instructor notebook (``NotebookNode``), the answers cleared by nbgrader."""
     from nbgrader.preprocessors import ClearOutput, ClearSolutions, LockCells
 
     notebook = nbformat.from_dict(notebook)
@@ -197,7 +198,7 @@ def grade_notebook(path, student: str, source_dir=SOURCE_DIR, *, timeout=CELL_TI
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 allow_errors=True, resources={"metadata": {"path": folder}})
         try:
-            client.execute()
+            client.execute(stderr=subprocess.DEVNULL)  # the kernel's own log lines, not a cell's
         except Exception as error:  # a timeout or a dead kernel: what ran so far still counts
             failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         else:
@@ -233,11 +234,13 @@ def submissions(folder) -> dict[str, list[Path]]:
     if own:
         found[folder.resolve().name] = own
     for student in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        notebooks = sorted(p for p in student.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        notebooks = sorted(path for path in student.rglob("*.ipynb")
+                           if ".ipynb_checkpoints" not in path.parts)
         if notebooks:
             found[student.name] = notebooks
     if not found:
-        raise FileNotFoundError(f"no notebooks in {folder}: expected {folder}/<student>/NN_name.ipynb")
+        raise FileNotFoundError(
+            f"no notebooks in {folder}: expected {folder}/<student>/NN_name.ipynb")
     return found
 
 
@@ -250,7 +253,8 @@ def grade_folder(folder, source_dir=SOURCE_DIR, *, timeout=CELL_TIMEOUT_S) -> li
         for path in paths:
             for grade in grade_notebook(path, student, source_dir, timeout=timeout):
                 found.setdefault(grade.exercise, grade)
-        grades += [found.get(exercise) or Grade(student, exercise, "missing", "no such notebook")
+        grades += [found.get(exercise) or Grade(student, exercise, "missing",
+                                                f"no {exercise.notebook} handed in")
                    for exercise in exercises]
     return grades
 
@@ -277,13 +281,14 @@ def format_grades(grades: list[Grade]) -> str:
     failures = [grade for grade in grades if grade.result != "pass"]
     if failures:
         lines += ["", "why:"]
-        lines += [f"{grade.student}, {grade.exercise.label}: " + grade.message.replace("\n", "\n    ")
+        lines += [f"{grade.student}, {grade.exercise.label}: "
+                  + grade.message.replace("\n", "\n    ")
                   for grade in failures]
     return "\n".join(lines)
 
 
 def write_grades(grades: list[Grade], path) -> tuple[Path, Path]:
-    """Write the table to ``path`` (CSV) and every result with its message to ``<stem>_messages.csv``."""
+    """Write the table to ``path`` (CSV); each result, message to ``<stem>_messages.csv``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header, rows = grade_table(grades)
