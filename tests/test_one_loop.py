@@ -42,10 +42,12 @@ def notebook_epoch(settings) -> list:
     cells = ["".join(cell["source"]) for cell in json.loads(NOTEBOOK.read_text())["cells"]
              if cell["cell_type"] == "code"]
     names = {}
-    exec(cell_containing(cells, "from capstone."), names)  # the notebook's imports
+    exec(cell_containing(cells, "%matplotlib inline"), names)  # the notebook's imports
     names.update(dataset=DATASET, text=TEXT, caption_embeddings=EMBEDDINGS, settings=settings,
                  LivePlot=Curves, default_model_path=lambda name: None)  # no file written
-    for marker in ("model = ImageEmbedder(", "optim = ", "for epoch in range("):
+    # the exercises' answers (the loop calls train_step, whose statements are the core's body)
+    for marker in ("import mygrad", "def batch_loss(", "def train_step(",
+                   "model = ImageEmbedder(", "optim = ", "for epoch in range("):
         exec(cell_containing(cells, marker), names)
     assert names["epoch"] == 1
     return [parameter.data.copy() for parameter in names["model"].parameters]

@@ -152,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(func=tags_command)
 
     command = commands.add_parser(
+        "student", help="write the student edition of the notebooks (answers cleared by nbgrader)")
+    command.add_argument("--out", type=Path, default=Path("build/student"),
+                         help="folder for the student notebooks (default build/student)")
+    command.set_defaults(func=student_command)
+
+    command = commands.add_parser(
+        "grade", help="grade a folder of completed student notebooks: a table and a CSV",
+        description="Grade DIR/<student>/NN_name.ipynb: each exercise's check on fixed inputs.")
+    command.add_argument("folder", type=Path, metavar="DIR", help="the students' notebooks")
+    command.add_argument("--csv", type=Path,
+                         help="where to write the table (default DIR/grades.csv)")
+    command.set_defaults(func=grade_command)
+
+    command = commands.add_parser(
         "bench", help="time the project against the course's straightforward code",
         description="Run benchmarks/run.py: speed ratios against baselines timed in the same run.")
     command.add_argument("--only", metavar="NAME", help="run one benchmark module, e.g. text")
@@ -425,3 +439,25 @@ def bench_command(args) -> int:
 
     only = ["--only", args.only] if args.only else []
     return run_benchmarks(only + (["--json", args.json] if args.json else []))
+
+
+# -- teaching --------------------------------------------------------------------------------------
+def student_command(args) -> int:
+    """``student``: the student edition of the notebooks."""
+    from capstone.teaching.student import all_exercises, write_student_edition
+
+    written = write_student_edition(args.out)
+    print(f"wrote {len(written)} notebooks to {args.out} with {len(all_exercises())} exercises "
+          "to answer (each stops with NotImplementedError until answered)")
+    return 0
+
+
+def grade_command(args) -> int:
+    """``grade``: every student's exercises, as a table on stdout and a CSV."""
+    from capstone.teaching.student import format_grades, grade_folder, write_grades
+
+    grades = grade_folder(args.folder)
+    print(format_grades(grades))
+    table, messages = write_grades(grades, args.csv or args.folder / "grades.csv")
+    print(f"\nwrote {table} and {messages}")
+    return 0
