@@ -92,8 +92,8 @@ def train_on_files(dataset_name: str, captions_path, descriptors_path, glove_pat
                            dataset_name)
     if glove_path:
         glove = load_glove_file(glove_path)
-        dim = glove.vectors.shape[1]
-        dataset.glove_name = {50: "glove.6B.50d", 200: "glove.6B.200d"}.get(dim, dataset.glove_name)
+        if glove.vectors.shape[1] == 200:  # the course's GloVe, whatever the folder holds
+            dataset.glove_name = "glove.6B.200d"
     else:
         glove = load_word_vectors(dataset.glove_name)
     preset = "class" if dataset.n_images > 10_000 else "default"
