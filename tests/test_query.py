@@ -1,5 +1,7 @@
 """Queries as typed: parsing, typo correction, query arithmetic, explanations, diversity, MRR."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -318,3 +320,19 @@ def test_the_untrained_model_is_near_chance_on_every_rewrite(mrr, sample_db):
     chance = np.mean(1 / np.arange(1, n + 1))  # a random rank's MRR
     for how, value in mrr["untrained"].items():
         assert value < 3 * chance < mrr["trained"][how] / 4, how
+
+
+def test_evaluate_rewrites_reports_each_form_beside_chance(mrr, sample_db, capsys):
+    from capstone.apps.cli import main
+
+    assert main(["evaluate", "--rewrites", "--json", "--model", str(full_sample_model_path())]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert set(table) == {"trained", "uncorrected", "chance"}
+    assert {"verbatim", "keywords", "truncated", "typo"} <= set(table["trained"])
+    for how, value in mrr["trained"].items():
+        assert table["trained"][how] == pytest.approx(value)
+        assert table["uncorrected"][how] == pytest.approx(mrr["uncorrected"][how])
+    n = min(len(sample_db.dataset.val_image_ids), 1000)
+    assert list(table["chance"].values()) == [pytest.approx(np.mean(1 / np.arange(1, n + 1)))] * 5
+    assert main(["evaluate", "--rewrites", "--model", str(full_sample_model_path())]) == 0
+    assert capsys.readouterr().out.split()[:3] == ["trained", "uncorrected", "chance"]
