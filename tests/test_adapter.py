@@ -51,7 +51,7 @@ def no_committed_weights(tmp_path, monkeypatch):
 def test_without_a_trained_model_the_factory_says_how_to_train_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSTONE_MODEL", str(tmp_path / "none.npz"))
     monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(MissingFileError, match="python -m capstone train.*python -m capstone export"):
+    with pytest.raises(MissingFileError, match="capstone train.*python -m capstone export"):
         create_search_adapter({"glove_path": None})
 
 
@@ -138,7 +138,7 @@ def test_search_corrects_typos_silently(adapter, typed, meant, capsys):
     assert capsys.readouterr() == ("", "")
 
 
-# -- where the model comes from: the repository, $CAPSTONE_MODEL, the cache, else training ----------
+# -- where the model comes from: the repository, $CAPSTONE_MODEL, the cache, else training ------
 @pytest.fixture
 def places(tmp_path, monkeypatch):
     """An empty repository weights folder and an empty cache."""

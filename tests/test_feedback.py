@@ -198,20 +198,20 @@ def test_thumbs_in_the_box_re_rank_and_show_the_update(sample_db):
     box.query.value = "house"
     tiles = box.results.children
     like, unlike = tiles[3], tiles[0]
-    like.children[2].children[1].click()  # 👍
+    like.children[3].children[0].click()  # 👍
     assert box.like == [like.image_id] and box.forget.layout.display is None
     box.results.children[[t.image_id for t in box.results.children].index(unlike.image_id)] \
-        .children[2].children[2].click()  # 👎
+        .children[3].children[1].click()  # 👎
     expected = sample_db.search("house", 10, like=[like.image_id], unlike=[unlike.image_id])
     assert [tile.image_id for tile in box.results.children] == ids(expected.results)
     assert expected.update in box.message.value.replace("&amp;", "&")
     liked_tile = box.results.children[0]
     assert liked_tile.image_id == like.image_id
-    assert liked_tile.children[2].children[1].button_style == "success"
+    assert liked_tile.children[3].children[0].button_style == "success"
     box.forget.click()
     assert box.like == box.unlike == [] and box.forget.layout.display == "none"
     assert [t.image_id for t in box.results.children] == ids(sample_db.query("house", 10))
-    box.results.children[0].children[2].children[1].click()
+    box.results.children[0].children[3].children[0].click()
     box.query.value = "boat"  # a new query forgets the feedback
     assert box.like == [] and [t.image_id for t in box.results.children] == ids(
         sample_db.query("boat", 10))

@@ -47,8 +47,8 @@ def test_typing_shows_the_top_results(db):
     assert [tile.image_id for tile in tiles] == [result["image_id"] for result in expected]
     assert box.message.value == "" and box.message.layout.display == "none"
     for tile, result in zip(tiles, expected):
-        picture, label, buttons = tile.children
-        button, like, unlike = buttons.children
+        picture, label, button, thumbs = tile.children
+        like, unlike = thumbs.children
         loads = not result["url"].startswith("file:///nonexistent")
         assert isinstance(picture, widgets.Image if loads else widgets.HTML)
         if loads:
@@ -58,7 +58,7 @@ def test_typing_shows_the_top_results(db):
         assert f"{result['score']:.3f}" in label.value
         assert result["captions"][0].replace("'", "&#x27;") in label.value
         assert button.description == "more like this"
-        assert (like.description, unlike.description) == ("👍", "👎")
+        assert (like.icon, unlike.icon) == ("thumbs-up", "thumbs-down")
 
 
 def test_the_slider_sets_how_many(db):
@@ -107,7 +107,7 @@ def test_more_like_this_shows_similar_images(db):
     box = search_box(db, k=5, debounce=0)
     box.query.value = "blue dog"
     tile = box.results.children[2]
-    tile.children[2].children[0].click()
+    tile.children[2].click()
     expected = [result["image_id"] for result in db.similar(tile.image_id, 5)]
     assert [t.image_id for t in box.results.children] == expected
     assert expected[0] == tile.image_id and f"#{tile.image_id}" in box.message.value
@@ -197,7 +197,7 @@ def test_more_like_this_then_typing_steers_from_the_image(db):
     box = search_box(db, k=5, debounce=0)
     box.query.value = "blue dog"
     image_id = box.results.children[1].image_id
-    box.results.children[1].children[2].children[0].click()
+    box.results.children[1].children[2].click()
     assert box.anchor == image_id and box.query.value == ""
     assert box.clear.layout.display is None
     box.query.value = "grass"

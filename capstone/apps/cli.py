@@ -346,7 +346,8 @@ def print_results(results: list[dict], as_json: bool) -> None:
         caption = result["captions"][0] if result["captions"] else ""
         words = format_why(result.get("why", {}))
         print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}"
-              + (f"  [{words}]" if words else "") + ("  (weak match)" if result.get("weak") else ""))
+              + (f"  [{words}]" if words else "")
+              + ("  (weak match)" if result.get("weak") else ""))
 
 
 def print_search(found, args, where: str = "") -> None:

@@ -320,7 +320,7 @@ def weak_score_of(model) -> float | None:
 
 
 def resolve_min_score(model, min_score) -> float | None:
-    """``min_score`` as a number: ``"auto"`` is the model's weak-match score (:func:`weak_score_of`).
+    """``min_score`` as a number; ``"auto"``: the model's weak-match score (:func:`weak_score_of`).
 
     ``ValueError`` (one line, what to do) for ``"auto"`` with an uncalibrated model, or for
     something that is not a finite number.
@@ -413,12 +413,16 @@ def describe_update(db, query: Query, page, n: int = UPDATE_WORDS) -> str:
         direction = db.embeddings[[db.row(image_id) for image_id in ids]].mean(axis=0) - typical
         captions = [caption for image_id in ids for caption in db.result(image_id, 0)["captions"]]
         candidates = {word for caption in captions for word in tokenize(caption)} or set(rows)
-        candidates = [word for word in sorted(candidates) if word in rows and not any(
-            word.startswith(u) or u.startswith(word) for u in used)]
+        candidates = [word for word in sorted(candidates) if word in rows]
         scores = vectors[[rows[word] for word in candidates]] @ direction if candidates else []
-        chosen = [candidates[i] for i in np.argsort(-np.asarray(scores), kind="stable")[:n]
-                  if scores[i] > 0]
-        used.update(chosen)
+        chosen = []
+        for i in np.argsort(-np.asarray(scores), kind="stable"):
+            word = candidates[i]
+            if len(chosen) == n or not scores[i] > 0:
+                break
+            if not any(word.startswith(u) or u.startswith(word) for u in used):
+                chosen.append(word)  # "night", then not "nighttime"
+                used.add(word)
         terms += [f"{sign} {word}" for word in chosen]
     return " ".join([shown, *terms]).strip()
 

@@ -27,7 +27,7 @@ from capstone.search.query import COMMON_WORDS, NUMBER_WORDS, corrector_for, for
 from capstone.course.text import STOP_WORDS
 
 SYNTAX_HINT = ("-word leaves a word out, 2:word weighs it twice; after \"more like this\", "
-               "type to steer it (\"at night\"); 👍 and 👎 under a result re-rank the others")
+               "type to steer it (\"at night\"); the thumbs under a result re-rank the others")
 
 
 def png_thumbnail(image, size: int = 160) -> bytes | None:
@@ -125,9 +125,9 @@ class SearchBox(widgets.VBox):
         Forgets :attr:`anchor` (shown only while there is one).
     results : ipywidgets.Box
         The result tiles (CSS class ``capstone-results``): each a ``VBox`` of the image, a label
-        (score, caption, the words that matched most, "weak match") and a row of buttons ("more
-        like this", 👍, 👎), with CSS class ``capstone-result`` (and ``capstone-weak`` for a weak
-        match) and an ``image_id``.
+        (score, caption, the words that matched most, "weak match"), a "more like this" button
+        and a row of 👍 and 👎 (CSS classes ``capstone-like``, ``capstone-unlike``); CSS class
+        ``capstone-result`` (and ``capstone-weak`` for a weak match) and an ``image_id``.
     like, unlike : list of int
         Relevance feedback on the current query (forgotten when the text changes).
     forget : ipywidgets.Button
@@ -158,7 +158,7 @@ class SearchBox(widgets.VBox):
         self.clear = widgets.Button(description="× image", tooltip="forget the picked image",
                                     layout=widgets.Layout(width="6em", display="none"))
         self.clear.on_click(lambda _button: self._set_anchor(None))
-        self.forget = widgets.Button(description="× feedback", tooltip="forget the 👍 and 👎",
+        self.forget = widgets.Button(description="× feedback", tooltip="forget the thumbs",
                                      layout=widgets.Layout(width="7em", display="none"))
         self.forget.on_click(lambda _button: self.give_feedback())
         self.show_weak = widgets.Button(description="show the nearest anyway",
@@ -244,7 +244,7 @@ class SearchBox(widgets.VBox):
                     [], False)
         shown = found.query.corrected_text(lambda word: f"<b>{html.escape(word)}</b>")
         if like or unlike:
-            message = f"refined by 👍/👎: {html.escape(found.update)}"
+            message = f"refined by your feedback: {html.escape(found.update)}"
         elif anchor is not None:
             steer = f" + {shown}" if shown else " (type to steer them, e.g. “at night”)"
             message = f"Images most like #{anchor}{steer}"
@@ -290,20 +290,19 @@ class SearchBox(widgets.VBox):
         weak = " <i>weak match</i>" if result.get("weak") else ""
         label = widgets.HTML(f"<b>{result['score']:.3f}</b>{weak} {caption}"
                              + (f"<br><small>{why}</small>" if why else ""), layout=width)
-        button = widgets.Button(description="more like this", tooltip="images most like this one",
-                                layout=widgets.Layout(width=f"{self.thumbnail - 76}px"))
+        button = widgets.Button(description="more like this", layout=width)
         button.on_click(lambda _button: self._on_more_like(image_id))
-        thumbs = []  # 👍 then 👎, coloured while chosen
-        for liked, symbol, tip, chosen, style in [
-                (True, "👍", "right: re-rank towards it", self.like, "success"),
-                (False, "👎", "wrong: re-rank away from it", self.unlike, "danger")]:
-            thumb = widgets.Button(description=symbol, tooltip=tip,
+        thumbs = []  # 👍 then 👎 (ipywidgets ships the Font Awesome icons); coloured if chosen
+        for liked, icon, tip, chosen, style in [
+                (True, "thumbs-up", "right: re-rank towards it", self.like, "success"),
+                (False, "thumbs-down", "wrong: re-rank away from it", self.unlike, "danger")]:
+            thumb = widgets.Button(icon=icon, tooltip=tip,
                                    button_style=style if image_id in chosen else "",
-                                   layout=widgets.Layout(width="34px"))
+                                   layout=widgets.Layout(width=f"{self.thumbnail // 2 - 2}px"))
             thumb.add_class("capstone-like" if liked else "capstone-unlike")
             thumb.on_click(lambda _button, liked=liked: self._on_thumb(image_id, liked))
             thumbs.append(thumb)
-        tile = widgets.VBox([picture, label, widgets.HBox([button, *thumbs])])
+        tile = widgets.VBox([picture, label, button, widgets.HBox(thumbs)])
         tile.add_class("capstone-result")
         if result.get("weak"):
             tile.add_class("capstone-weak")
