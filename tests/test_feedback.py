@@ -8,7 +8,7 @@ import pytest
 from test_database import tiny_dataset, tiny_model
 
 import capstone.apps.cli as cli
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.data.dataset import load_dataset
 from capstone.data.model import SearchModel, load_model
 from capstone.sample.scenes import COLORS, KINDS
@@ -19,7 +19,7 @@ from test_database import full_sample_model_path
 
 @pytest.fixture(scope="module")
 def sample_db():
-    return ImageDatabase.load_or_build(load_model(full_sample_model_path()), load_dataset("sample"))
+    return SearchDatabase.load_or_build(load_model(full_sample_model_path()), load_dataset("sample"))
 
 
 def holds(db, image_id, color, kind):
@@ -120,7 +120,7 @@ def weak_db(sample_db):
     the printout). 0.33 is set here by hand: calibrating it is training's job.
     """
     model = calibrated(sample_db.model, 0.33)
-    return ImageDatabase(sample_db.image_ids, sample_db.embeddings, model, sample_db.dataset)
+    return SearchDatabase(sample_db.image_ids, sample_db.embeddings, model, sample_db.dataset)
 
 
 ABSENT = ["tuesday", "election results", "software license agreement", "computer keyboard"]

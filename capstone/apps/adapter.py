@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.course.database import ImageDatabase
 from capstone.apps.weights import find_model, model_candidates, train_on_files
 from capstone.errors import CapstoneError, MissingFileError
+from capstone.search.database import SearchDatabase
 from capstone.data.glove import load_glove_file
 from capstone.data.model import load_model
 from capstone.data.paths import check_dataset_name, default_dataset_name
@@ -122,7 +122,7 @@ class SearchAdapter:
         first = np.sort(np.unique(image_ids, return_index=True)[1])
         image_ids, embeddings = image_ids[first], embeddings[first]
         finite = embeddings.any(axis=1)  # embed_images gives a non-finite descriptor a zero row
-        self.database = ImageDatabase(image_ids[finite], embeddings[finite], self.model)
+        self.database = SearchDatabase(image_ids[finite], embeddings[finite], self.model)
         self._unranked = image_ids[~finite]
         mean = self.database.embeddings.sum(axis=0)
         self._fallback = mean / (np.linalg.norm(mean) or 1.0)

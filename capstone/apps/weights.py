@@ -83,7 +83,8 @@ def train_on_files(dataset_name: str, captions_path, descriptors_path, glove_pat
     -------
     capstone.data.model.SearchModel
     """
-    from capstone.course.train import resolve_settings, train
+    from capstone.course.train import resolve_settings
+    from capstone.pipeline.training import train
     from capstone.data.dataset import read_dataset
     from capstone.data.glove import load_glove_file, load_word_vectors
     from capstone.pipeline.prepared import training_estimate
