@@ -322,9 +322,14 @@ def test_the_untrained_model_is_near_chance_on_every_rewrite(mrr, sample_db):
         assert value < 3 * chance < mrr["trained"][how] / 4, how
 
 
-def test_evaluate_rewrites_reports_each_form_beside_chance(mrr, sample_db, capsys):
+def test_evaluate_rewrites_reports_each_form_beside_chance(mrr, sample_db, capsys, monkeypatch):
+    """The table holds rewritten_mrr's figures (with and without typo correction) and chance."""
+    import capstone.search.rewrites
     from capstone.apps.cli import main
 
+    monkeypatch.setattr(capstone.search.rewrites, "rewritten_mrr",  # measured by the fixture
+                        lambda model, dataset, correct=True, **_: mrr["trained" if correct
+                                                                     else "uncorrected"])
     assert main(["evaluate", "--rewrites", "--json", "--model", str(full_sample_model_path())]) == 0
     table = json.loads(capsys.readouterr().out)
     assert set(table) == {"trained", "uncorrected", "chance"}
