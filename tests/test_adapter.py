@@ -168,6 +168,9 @@ def test_export_writes_the_model_into_the_repository(places, model_path, capsys)
     with np.load(places.export_model("sample", model_path=model_path, out=lean)) as arrays:
         assert "vocab_vectors" not in arrays.files  # COCO's 200-d ones are not
     assert SearchModel.load(lean).checksum == SearchModel.load(model_path).checksum
+    capsys.readouterr()
+    assert cli.main(["export", "--dataset", "sample", "--model", str(exported.parent / "no.npz")]) == 2
+    assert capsys.readouterr().err.startswith("error: no trained model at ")  # one line
 
 
 def test_the_adapter_looks_in_the_repository_then_capstone_model_then_the_cache(
