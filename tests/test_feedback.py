@@ -111,19 +111,24 @@ def calibrated(model, weak_score):
     return SearchModel(model.image, model.text, info)
 
 
+ABSENT = ["tuesday", "election results", "software license agreement", "computer keyboard"]
+REAL = "a yellow ball on the sand"
+
+
 @pytest.fixture(scope="module")
 def weak_db(sample_db):
-    """The sample model with a weak-match score between what real queries and absent things get.
+    """The sample model with a weak-match score halfway between what absent things get and what
+    a real query gets (set here by hand: calibrating it is training's job).
 
-    The default model's best score for a weekday, a number of abstract words and the like is
-    below 0.33; for one concept of the sample it is at least 0.29 and mostly far above (see
-    the printout). 0.33 is set here by hand: calibrating it is training's job.
+    Queries of known words that no sample image shows (a weekday, abstract words, a keyboard)
+    have lower best scores than a yellow ball on the sand with the default model (the printout).
     """
-    model = calibrated(sample_db.model, 0.33)
+    absent = max(sample_db.search(query, 1).best_score for query in ABSENT)
+    real = sample_db.search(REAL, 1).best_score
+    print(f"best scores: absent things up to {absent:.3f}, {REAL!r} {real:.3f}")
+    assert absent < real
+    model = calibrated(sample_db.model, (absent + real) / 2)
     return SearchDatabase(sample_db.image_ids, sample_db.embeddings, model, sample_db.dataset)
-
-
-ABSENT = ["tuesday", "election results", "software license agreement", "computer keyboard"]
 
 
 @pytest.mark.parametrize("query", ABSENT)
@@ -136,15 +141,15 @@ def test_a_query_of_known_words_no_image_shows_says_so(weak_db, query, capsys):
 
 
 def test_a_real_query_is_not_a_no_match_and_its_weak_tail_is_marked(weak_db):
-    found = weak_db.search("a yellow ball on the sand", 24)
-    assert not found.no_match and found.results[0]["weak"] is False
+    found = weak_db.search(REAL, 100)
+    assert not found.no_match and found.results[0]["weak"] is False and found.results[-1]["weak"]
     weak = [result["weak"] for result in found.results]
     assert weak == sorted(weak)  # strong ones first, then the weak tail
-    kept = weak_db.search("a yellow ball on the sand", 24, min_score="auto")
+    kept = weak_db.search(REAL, 100, min_score="auto")
     assert ids(kept.results) == [r["image_id"] for r in found.results if not r["weak"]]
     assert kept.dropped == len(found.results) - len(kept.results)
-    numbered = weak_db.search("a yellow ball on the sand", 24, min_score=0.45)
-    assert all(r["score"] >= 0.45 for r in numbered.results)
+    numbered = weak_db.search(REAL, 100, min_score=0.3)
+    assert all(r["score"] >= 0.3 for r in numbered.results) and numbered.results
 
 
 def test_an_uncalibrated_model_marks_nothing_and_auto_says_what_to_do(sample_db):
@@ -171,8 +176,7 @@ def test_cli_marks_weak_matches_and_says_when_nothing_matches(weak_cli, capsys):
     assert cli.main(["search", "tuesday", "--min-score", "-1", "--k", "3"]) == 0
     out, _ = capsys.readouterr()
     assert out.count("(weak match)") == 3
-    assert cli.main(["search", "a yellow ball on the sand", "--k", "24", "--json",
-                     "--min-score", "auto"]) == 0
+    assert cli.main(["search", REAL, "--k", "100", "--json", "--min-score", "auto"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results and not any(result["weak"] for result in results)
     with pytest.raises(SystemExit) as exit:
@@ -218,7 +222,7 @@ def test_thumbs_in_the_box_re_rank_and_show_the_update(sample_db):
 
 
 def test_the_box_marks_weak_matches_and_says_when_nothing_matches(weak_db):
-    box = search_box(weak_db, k=24, debounce=0)
+    box = search_box(weak_db, k=24, debounce=0)  # at most 24 tiles
     box.query.value = "tuesday"
     assert box.results.children == () and "No good match" in box.message.value
     assert box.show_weak.layout.display is None
@@ -226,9 +230,11 @@ def test_the_box_marks_weak_matches_and_says_when_nothing_matches(weak_db):
     assert len(box.results.children) == 24
     assert all("capstone-weak" in tile._dom_classes for tile in box.results.children)
     assert "weak match" in box.results.children[0].children[1].value
-    box.query.value = "a yellow ball on the sand"
+    box.query.value = REAL
     tiles = box.results.children
-    assert box.show_weak.layout.display == "none" and not tiles[0].weak and tiles[-1].weak
+    weak = [tile.weak for tile in tiles]
+    assert box.show_weak.layout.display == "none" and not weak[0] and weak == sorted(weak)
+    assert weak == [r["weak"] for r in weak_db.query(REAL, len(tiles))]
 
 
 ABSENT_THINGS = ["election results", "senate vote", "interest rates", "economy", "tuesday",
