@@ -306,7 +306,6 @@ class SearchBox(widgets.VBox):
         tile.add_class("capstone-result")
         if result.get("weak"):
             tile.add_class("capstone-weak")
-            picture.layout.opacity = "0.5"
         tile.image_id, tile.why, tile.weak = image_id, why, bool(result.get("weak"))
         return tile
 
