@@ -34,6 +34,19 @@ PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) o
                "size within a class period; see the README)")
 
 
+def min_score(value: str):
+    """``--min-score``'s value: ``"auto"`` or a finite number."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError("give auto or a number such as 0.3")
+    return number
+
+
 def preset_name(name: str) -> str:
     """``--preset``'s value, checked against :data:`capstone.course.train.PRESETS` when given."""
     from capstone.course.train import PRESETS
@@ -110,7 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.add_argument("--compare", action="store_true",
                          help="also the untrained model, the ridge reference and chance")
+    command.add_argument("--rewrites", action="store_true",
+                         help="search MRR on the validation captions as typed: verbatim, keywords, "
+                         "truncated and with a typo (the course benchmark's rewrites), with chance")
     command.set_defaults(func=evaluate_command)
+
+    command = commands.add_parser(
+        "export", parents=[dataset],
+        help="copy the trained model into the repository (weights/DATASET.npz) for the course "
+        "benchmark's adapter")
+    command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
+    command.add_argument("--out", help="destination (default: weights/DATASET.npz in the "
+                         "repository)")
+    command.set_defaults(func=export_command)
 
     dedup = argparse.ArgumentParser(add_help=False)
     dedup.add_argument("--dedup", action="store_true",
@@ -126,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--queries", metavar="FILE", help="one query per line")
     command.add_argument("--image", type=int, action="append", metavar="ID",
                          help="an image id to search like, steered by the text (repeatable)")
+    command.add_argument("--like", type=int, action="append", metavar="ID",
+                         help="relevance feedback: a result that is right (repeatable)")
+    command.add_argument("--unlike", type=int, action="append", metavar="ID",
+                         help="relevance feedback: a result that is wrong (repeatable)")
+    command.add_argument("--min-score", type=min_score, metavar="{auto,FLOAT}",
+                         help="leave out results scoring below FLOAT; auto: below the model's "
+                         "calibrated weak-match score")
     command.set_defaults(func=search_command)
 
     command = commands.add_parser("similar", parents=[common, dedup],
@@ -299,11 +331,27 @@ def evaluate_command(args) -> int:
 
     model = load_model(args.model, dataset=args.dataset)  # no model: fail before reading data
     dataset = load_dataset(args.dataset)
+    if args.rewrites:
+        from capstone.search.rewrites import rewrites_table
+
+        result = rewrites_table(model, dataset)
+        print(json_text(result) if args.json else format_table(result))
+        return 0
     result = compare(dataset, model) if args.compare else evaluate(model, dataset)
     if args.json:
         print(json_text(result))
     else:
         print(format_table(result if args.compare else {"trained": result}))
+    return 0
+
+
+def export_command(args) -> int:
+    """``export``: the trained model, copied into the repository for the benchmark's adapter."""
+    from capstone.apps.weights import export_model
+
+    out = export_model(args.dataset, model_path=args.model, out=args.out)
+    print(f"exported to {out} ({out.stat().st_size / 1e6:.1f} MB): commit it, and the course "
+          "benchmark's adapter loads it before any other model")
     return 0
 
 
@@ -319,7 +367,7 @@ def database_for(dataset_name=None, model_path=None):
 
 
 def print_results(results: list[dict], as_json: bool) -> None:
-    """Search results as one JSON list, or one readable line each (with the top words)."""
+    """Search results as one JSON list, or one readable line each (top words, weak matches)."""
     if as_json:
         print(json_text(results))
         return
@@ -327,7 +375,28 @@ def print_results(results: list[dict], as_json: bool) -> None:
         caption = result["captions"][0] if result["captions"] else ""
         words = format_why(result.get("why", {}))
         print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}"
-              + (f"  [{words}]" if words else ""))
+              + (f"  [{words}]" if words else "")
+              + ("  (weak match)" if result.get("weak") else ""))
+
+
+def print_search(found, args, where: str = "") -> None:
+    """A search's corrections, feedback and results; when nothing matches well, only saying so.
+
+    With the model's calibration and no ``--min-score``, a query whose best image is a weak
+    match prints no results (``[]`` in JSON) and one stderr line saying so; ``--min-score``
+    with a number shows what it lets through, weak matches marked.
+    """
+    print_corrections(found.corrections, where)
+    if found.update:
+        print(f"{where}feedback: searching for {found.update}", file=sys.stderr)
+    results = found.results
+    if found.no_match and args.min_score is None:
+        print(f"{where}{found.no_match_message()} (--min-score -1 shows the nearest anyway)",
+              file=sys.stderr)
+        results = []
+    elif found.dropped and not results:
+        print(f"{where}no result scores at least {args.min_score}", file=sys.stderr)
+    print_results(results, args.json)
 
 
 def print_corrections(corrections: dict, where: str = "") -> None:
@@ -360,13 +429,14 @@ def read_queries(path) -> list[str]:
 
 def search_command(args) -> int:
     """``search``: one query, or ``--queries FILE`` with one per line (each answered)."""
-    if (args.query is None) == (args.queries is None) and not (args.image and args.query is None):
+    alone = (args.image or args.like) and args.query is None and args.queries is None
+    if (args.query is None) == (args.queries is None) and not alone:
         raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
-    options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine}
+    options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine,
+               "like": args.like, "unlike": args.unlike, "min_score": args.min_score}
     if args.queries is None:
         found = database_for(args.dataset, args.model).search(args.query or "", args.k, **options)
-        print_corrections(found.corrections)
-        print_results(found.results, args.json)
+        print_search(found, args)
         return 0
     lines = read_queries(args.queries)
     database = database_for(args.dataset, args.model)
@@ -381,12 +451,9 @@ def search_command(args) -> int:
             else:
                 print(f"{args.queries} line {line_number}: error: {error}")
             continue
-        print_corrections(found.corrections, f"{args.queries} line {line_number}: ")
-        if args.json:
-            print(json_text(found.results))
-        else:
+        if not args.json:
             print(f"{args.queries} line {line_number}: {line}")
-            print_results(found.results, False)
+        print_search(found, args, f"{args.queries} line {line_number}: ")
         sys.stdout.flush()
     return 0
 

@@ -119,12 +119,16 @@ class SearchModel:
             digest.update(value.tobytes())
         return digest.hexdigest()
 
-    def save(self, path) -> Path:
-        """Write the model to a ``.npz`` file atomically (write, then rename); returns the path."""
+    def save(self, path, *, word_vectors: bool = True) -> Path:
+        """Write the model to a ``.npz`` file atomically (write, then rename); returns the path.
+
+        ``word_vectors=False`` leaves out the vocabulary's GloVe vectors (a smaller file whose
+        loading reads the GloVe it names, or the one given).
+        """
         info = np.array(json.dumps(self.info, sort_keys=True))
+        vectors = {VOCAB_VECTORS: self.vocab_vectors()} if word_vectors else {}
         return write_npz(check_model_path(path), {"format": np.array(FORMAT), "info": info,
-                                                  **self.arrays(),
-                                                  VOCAB_VECTORS: self.vocab_vectors()})
+                                                  **self.arrays(), **vectors})
 
     @classmethod
     def load(cls, path, glove=None) -> SearchModel:
