@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
+from capstone.data.captions import Texts
 from capstone.data.dataset import load_dataset
 from capstone.course.evaluate import evaluate
 from capstone.further.embedders import EMBEDDERS, new_image_embedder
@@ -276,5 +277,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
 def fit_text(dataset, glove=None) -> TextEmbedder:
     """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
+    mask = dataset.train_captions_mask
+    captions = (dataset.captions[mask] if isinstance(dataset.captions, Texts)  # no str copies
+                else [text for text, keep in zip(dataset.captions, mask) if keep])
     return TextEmbedder.fit(captions, glove, dataset.glove_name)
