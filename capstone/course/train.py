@@ -188,7 +188,7 @@ class History:
 
 
 def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
-          progress=True, on_batch=None, preset=None, **changes):
+          progress=True, on_batch=None, on_epoch=None, preset=None, **changes):
     """Train an image embedder on a dataset's training images; return the best model.
 
     Parameters
@@ -203,8 +203,9 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     out : path-like or False, optional
         Where each improving epoch is saved (default: the dataset's model path; ``False``: not
         saved); a bad path is refused before training.
-    plot, live, progress, on_batch
-        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``.
+    plot, live, progress, on_batch, on_epoch
+        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``,
+        ``on_epoch(record)`` after each epoch (its :attr:`History.records` row).
 
     Returns
     -------
@@ -254,6 +255,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             bars[0].update()
             if checkpoint.update(epoch, val):
                 history.best_epoch = epoch
+            if on_epoch:
+                on_epoch(history.records[-1])
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"interrupted in epoch {epoch}: returning the best model so far "

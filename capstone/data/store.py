@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
-from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice
+from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice, say
 
 FEATURE_DIM = 512
 
@@ -112,7 +113,8 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
         if arrays is not None:
             break
     else:
-        announce_first_read(path, "converting it once to a float32 .npz cache")
+        announced = announce_first_read(path, "converting it once to a float32 .npz cache")
+        started = time.perf_counter()
         arrays = _finite_rows(*_read_features_pickle(path, remedy))
         for cache in caches:
             try:
@@ -121,6 +123,8 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
                 break
             except OSError:  # a read-only folder, a full disk: try the next place, else none
                 continue
+        if announced:
+            say(f"  done in {time.perf_counter() - started:.0f} s")
     image_ids, features, nonfinite_ids = arrays
     if len(nonfinite_ids):
         shown = ", ".join(map(str, nonfinite_ids[:5].tolist()))
