@@ -192,6 +192,16 @@ class Visitors:
                 return task, cache, kernel_id
 
             kernel_manager.get_rendered_notebook = get_rendered_notebook
+            shutdown = kernel_manager.shutdown_kernel
+
+            async def shutdown_kernel(kernel_id, *args, **kwargs):  # a visitor left: refill
+                result = await shutdown(kernel_id, *args, **kwargs)
+                if kernel_id in self.kernels:
+                    self.kernels.discard(kernel_id)
+                    self.fill(notebook_name=getattr(kernel_manager, "notebook_path", None))
+                return result
+
+            kernel_manager.shutdown_kernel = shutdown_kernel
         start = kernel_manager.start_kernel  # the page's own start (an empty pool), not the pool's
 
         async def start_kernel(*args, **kwargs):
