@@ -127,7 +127,8 @@ def class_rows(environment: dict) -> tuple[list[dict], list[str]]:
         os.environ.clear()
         os.environ.update(saved)
     note = (f"{CLASS_SIZE} visitors arriving 0.5 s apart, {app['queries']} queries while all "
-            f"are connected; server CPU {app['cpu_s']:.0f} s over {app['wall_s']:.0f} s")
+            f"are connected, {app['failures']} unanswered; server CPU {app['cpu_s']:.0f} s over "
+            f"{app['wall_s']:.0f} s")
     rows += [
         budget_row("app, 30 visitors: p95 page ready", PAGE_BUDGET_S, app["page_ready_p95_s"],
                    "s", note),
@@ -159,6 +160,7 @@ def class_rows(environment: dict) -> tuple[list[dict], list[str]]:
         "| | value |", "|---|---|",
         f"| page ready, p50 / p95 / max | {app['page_ready_p50_s']:.2f} / "
         f"{app['page_ready_p95_s']:.2f} / {app['page_ready_max_s']:.2f} s |",
+        f"| visits or searches unanswered | {app['failures']} |",
         f"| search, p50 / p95 / max ({app['queries']} queries) | {app['search_p50_s']:.2f} / "
         f"{app['search_p95_s']:.2f} / {app['search_max_s']:.2f} s |",
         f"| server and {app['kernels']} kernels, PSS (RSS sum) | {app['memory_pss_mb']:,} MB "

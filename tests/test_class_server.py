@@ -76,7 +76,8 @@ def sample_model():
 
 def test_a_small_class_is_served_and_one_more_visitor_is_refused(sample_model):
     found = load_test(visitors=3, queries=2, pool=2, gap=0.2, window=2.0)
-    assert found["visitors"] == 3 and found["queries"] == 6  # every search answered
+    assert found["failures"] == 0, found["failure_examples"]  # every visit and search answered
+    assert found["visitors"] == 3 and found["queries"] == 6
     assert found["page_ready_max_s"] > 0 and found["search_max_s"] > 0
     assert found["kernels"] == 3  # the pool never takes the total past the cap
     assert found["one_more_status"] == 503 and found["one_more_full_page"]

@@ -1,6 +1,6 @@
 """A class on one server: start the search page, bring a bounded class of visitors, measure.
 
-``python -m capstone.apps.loadtest [--visitors 30] [--queries 3] [--pool 6] [--json PATH]``
+``python -m capstone.apps.loadtest [--visitors 30] [--queries 3] [--pool 30] [--json PATH]``
 
 Starts ``python -m capstone.app`` on 127.0.0.1 at a free port with a cap of ``visitors``
 (``--ClassroomVoila.max_visitors``), waits until its pool of ready kernels is full, then:
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import re
@@ -213,8 +214,8 @@ class Visitor:
         if status != 200 or not found:
             raise RuntimeError(f"the page answered {status} without a kernel: {page[:200]!r}")
         channels = self.url.replace("http", "ws", 1) + f"/api/kernels/{found.group(1)}/channels"
-        request = HTTPRequest(f"{channels}?session_id={self.session}", connect_timeout=30,
-                              request_timeout=STEP_TIMEOUT)
+        request = HTTPRequest(f"{channels}?session_id={self.session}",
+                              connect_timeout=STEP_TIMEOUT, request_timeout=STEP_TIMEOUT)
         self.ws = await websocket_connect(request, subprotocols=[V1_PROTOCOL])
         asyncio.get_running_loop().create_task(self._receive())
         control = uuid.uuid4().hex
@@ -284,9 +285,16 @@ async def run_class(server: Server, visitors: int, queries: int, gap: float, win
     rng = random.Random(seed)
     group = [Visitor(server.url) for _ in range(visitors)]
 
+    failures = []
+
     async def arrive(index, visitor):
         await asyncio.sleep(index * gap)
-        await visitor.arrive()
+        try:
+            await visitor.arrive()
+        except (OSError, RuntimeError, asyncio.TimeoutError, ValueError) as error:
+            failures.append(f"{type(error).__name__}: {error}"[:200])
+            await visitor.leave()
+            visitor.ws = None
 
     try:
         await asyncio.gather(*(arrive(i, v) for i, v in enumerate(group)))
@@ -295,11 +303,17 @@ async def run_class(server: Server, visitors: int, queries: int, gap: float, win
         async def searches(visitor):
             moments = sorted(rng.uniform(0, window) for _ in range(queries))
             started = time.monotonic()
+            last = None
             for moment in moments:
                 await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
-                await visitor.search(rng.choice(QUERIES))
+                last = rng.choice([query for query in QUERIES if query != last])  # a new value
+                try:
+                    await visitor.search(last)
+                except (asyncio.TimeoutError, ConnectionError) as error:
+                    failures.append(f"search {last!r}: {type(error).__name__}")
+                    visitor.searches.append(math.inf)  # an unanswered search: infinitely slow
 
-        await asyncio.gather(*(searches(v) for v in group))
+        await asyncio.gather(*(searches(v) for v in group if v.ws is not None))
         searching_memory = server.memory_mb()
         kernels_before = len(server.kernels())
         full_status, full_page = await asyncio.to_thread(get, server.url + "/")
@@ -313,11 +327,13 @@ async def run_class(server: Server, visitors: int, queries: int, gap: float, win
     finally:
         for visitor in group:
             await visitor.leave()
-    page_ready = [v.page_ready for v in group]
-    search = [s for v in group for s in v.searches] or [float("nan")]
+    # a visit that never got its search box counts as infinitely slow
+    page_ready = [math.inf if v.page_ready is None else v.page_ready for v in group]
+    search = [s for v in group for s in v.searches] or [math.nan]
     memory = max(connected_memory, searching_memory, key=lambda m: m["pss_mb"])
     return {
-        "visitors": visitors, "queries": len(search),
+        "visitors": visitors, "failures": len(failures), "failure_examples": failures[:3],
+        "queries": sum(len(v.searches) for v in group),
         "page_ready_p50_s": round(percentile(page_ready, 50), 3),
         "page_ready_p95_s": round(percentile(page_ready, 95), 3),
         "page_ready_max_s": round(max(page_ready), 3),
@@ -333,8 +349,8 @@ async def run_class(server: Server, visitors: int, queries: int, gap: float, win
     }
 
 
-def load_test(visitors: int = 30, queries: int = 3, pool: int = 6, gap: float = 0.5,
-              window: float = 30.0, seed: int = 0, pool_timeout: float = 600) -> dict:
+def load_test(visitors: int = 30, queries: int = 3, pool: int = 30, gap: float = 0.5,
+              window: float = 30.0, seed: int = 0, pool_timeout: float = 1200) -> dict:
     """Start the server, run :func:`run_class`, stop the server; the measurements.
 
     Besides :func:`run_class`'s keys: ``pool_ready_s`` (start until the pool was full), the
@@ -379,7 +395,8 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--visitors", type=int, default=30, help="the class size and the cap")
     parser.add_argument("--queries", type=int, default=3, help="queries per visitor")
-    parser.add_argument("--pool", type=int, default=6, help="kernels kept ready")
+    parser.add_argument("--pool", type=int, default=30,
+                        help="kernels kept ready (the server's default: one per visitor)")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between arrivals")
     parser.add_argument("--window", type=float, default=30.0,
                         help="seconds over which each visitor's queries are spread")

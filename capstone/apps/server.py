@@ -5,9 +5,10 @@ with settings of its own (:func:`default_config`); a Voila config file or the co
 overrides them:
 
 - it listens on 127.0.0.1 only, and opens no browser;
-- a class at once: :data:`POOL_SIZE` kernels wait with the page already run (Voila's
-  ``preheat_kernel``), so a visitor's search box appears without waiting for Python to start and
-  the model to load (``--pool_size=N``);
+- a class at once: :data:`POOL_SIZE` kernels (one per place) wait with the page already run
+  (Voila's ``preheat_kernel``), so a visitor's search box appears without waiting for Python to
+  start and the model to load; filling the pool takes a minute or two at start (the log says
+  "Kernel pool of app.ipynb is filled"); ``--pool_size=N`` keeps fewer ready;
 - at most :data:`MAX_VISITORS` visitors hold a kernel (``--ClassroomVoila.max_visitors=N``);
   the next one gets a "the server is full, try again in a minute" page (HTTP 503) and no kernel,
   and the waiting kernels never take the total past the cap;
@@ -55,7 +56,7 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "app.ipynb"
 IDLE_TIMEOUT = 600  # seconds without kernel activity before a visitor's kernel is shut down
 TEMPLATES = Path(__file__).resolve().parent / "jupyter"  # voila/templates/capstone
 MAX_VISITORS = 30  # a class; each kernel holds about 100 MB at COCO size (README, "For instructors")
-POOL_SIZE = 6  # kernels kept ready, the page already run: what a class arriving at once meets
+POOL_SIZE = MAX_VISITORS  # kernels kept ready, the page run: a class arriving at once meets them
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 SAME_SITE = ("same-origin", "none")  # Sec-Fetch-Site of the page itself, or a typed address
 # the widgets: ipywidgets' front end and the widget manager Voila ships for it
