@@ -89,11 +89,19 @@ class Server:
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server stopped:\n{self.log()[-3000:]}")
-            if pool == 0 and self.answers() or pool and "Kernel pool of" in self.log():
+            if pool == 0 and self.answers():
                 return time.monotonic() - started
+            if pool and "Kernel pool of" in self.log() and self.settled():
+                return time.monotonic() - started  # started, and done running the page
             time.sleep(0.3)
         raise TimeoutError(f"the server's pool was not ready in {timeout:.0f} s:\n"
                            f"{self.log()[-3000:]}")
+
+    def settled(self, seconds: float = 3.0, cpu: float = 0.3) -> bool:
+        """Whether the kernels used under ``cpu`` seconds of CPU in all over ``seconds``."""
+        before = _cpu_seconds(self)
+        time.sleep(seconds)
+        return _cpu_seconds(self) - before < cpu
 
     def answers(self) -> bool:
         try:

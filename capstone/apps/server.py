@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {missing[0]} does not exist; give the path of a notebook to serve",
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
+    # kernels answer searches from a worker thread: glibc would give each thread its own malloc
+    # arena (tens of MB resident per kernel, times a class); two arenas are plenty here
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     # the page template (capstone/apps/jupyter/voila/templates/capstone) is found on this path
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         filter(None, [str(TEMPLATES), os.environ.get("JUPYTER_PATH")]))
