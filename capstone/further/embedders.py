@@ -169,20 +169,20 @@ def feature_scaling(features, rows=None) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.maximum(std, floor).astype(np.float32)
 
 
-def new_image_embedder(settings, dataset, d_out: int):
+def new_image_embedder(settings, train_features, d_out: int, rows=None):
     """The untrained embedder ``settings`` ask for (``embedder``, ``hidden``, ``standardize``).
 
-    Standardisation uses the mean and spread of ``dataset``'s training images only.
+    Standardisation uses the mean and spread of ``train_features`` (the training images' only),
+    or of ``train_features[rows]`` given ``rows`` (no copy of those rows is made).
     """
-    d_in = dataset.features.shape[1]
+    d_in = train_features.shape[1]
     if settings.embedder == "mlp":
         image = MLPEmbedder(d_in, d_out, hidden=settings.hidden, seed=settings.seed)
     else:
         image = ImageEmbedder(d_in, d_out, seed=settings.seed)
     if not settings.standardize:
         return image
-    return Standardized(image, *feature_scaling(dataset.features,
-                                                dataset.rows(dataset.train_image_ids)))
+    return Standardized(image, *feature_scaling(train_features, rows))
 
 
 def untrained_copy(image, seed: int = 0):

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from capstone.course.evaluate import evaluate
 from capstone.course.text import TextEmbedder
-from capstone.course.train import (epoch_triples, make_optimizer, resolve_settings, train_epoch,
-                                   validation_metrics, validation_triples)
+from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
+from capstone.course.triples import epoch_triples, validation_triples
 from capstone.data.captions import Texts
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
@@ -114,15 +114,17 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = new_image_embedder(settings, dataset, text.dim)
+    image = new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
+                               rows=dataset.rows(dataset.train_image_ids))
     optim = make_optimizer(settings, image.parameters)
     loss_of = loss_for(settings)
     recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
-        image, dataset, caption_embeddings, validation, settings.margin))
+        image, dataset.features, caption_embeddings, validation, settings.margin))
     history = History(recorder=recorder)
     preset = chosen if isinstance(chosen, str) else None
     info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
-    untrained = validation_metrics(image, dataset, caption_embeddings, validation, settings.margin)
+    untrained = validation_metrics(image, dataset.features, caption_embeddings, validation,
+                                   settings.margin)
     checkpoint = Checkpoint(image, text, info, out, untrained)
 
     epoch = 0
@@ -138,7 +140,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads cost time
                 train_epoch(image, optim, dataset.features, caption_embeddings, triples, settings,
                             watch, loss_of)
-            val = validation_metrics(image, dataset, caption_embeddings, validation,
+            val = validation_metrics(image, dataset.features, caption_embeddings, validation,
                                      settings.margin)
             recorder.set_test_batch({"loss": val["loss"], "accuracy": val["accuracy"]},
                                     batch_size=len(validation["hard"]))
@@ -157,12 +159,12 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         for bar in bars:
             bar.close()
 
-    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
     model = checkpoint.best_model()
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
-        model.info["metrics"].update(evaluate(model, dataset))
+        model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=caption_embeddings,
+                                              validation=validation))  # not made twice
         if out is not None:
             model.save(out)
     history.figure = recorder.close() if plot else None
