@@ -56,7 +56,7 @@ def refuse(name):
 
 
 def test_a_search_reads_no_features_no_glove_and_no_json(full_db, monkeypatch):
-    monkeypatch.setattr(store, "_read_features_pickle", refuse("the features pickle"))
+    monkeypatch.setattr(store, "read_features_pickle", refuse("the features pickle"))
     monkeypatch.setattr(prepared, "load_features", refuse("load_features"))
     monkeypatch.setattr(model_module, "load_word_vectors", refuse("load_word_vectors"))
     monkeypatch.setattr(data, "read_captions", refuse("read_captions"))

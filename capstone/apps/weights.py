@@ -24,7 +24,8 @@ import os
 import time
 from pathlib import Path
 
-from capstone.data.paths import default_dataset_name, models_dir, say
+from capstone.data.paths import default_dataset_name, models_dir
+from capstone.files import say
 
 #: The repository's folder of exported models (beside ``capstone/``).
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"

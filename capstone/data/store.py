@@ -116,7 +116,7 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
     else:
         announced = announce_first_read(path, "converting it once to a float32 .npz cache")
         started = time.perf_counter()
-        arrays = _finite_rows(*_read_features_pickle(path, remedy))
+        arrays = _finite_rows(*read_features_pickle(path, remedy))
         for cache in caches:
             try:
                 write_npz(cache, {"image_ids": arrays[0], "features": arrays[1],
@@ -247,7 +247,7 @@ def load_array_pickle(path: os.PathLike | str):
         return _ArrayUnpickler(file).load()
 
 
-def _read_features_pickle(path: Path, remedy: str) -> tuple:
+def read_features_pickle(path: Path, remedy: str) -> tuple:
     """Read and check the course's features pickle (never running code it names)."""
     try:
         table = load_array_pickle(path)

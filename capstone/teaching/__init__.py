@@ -2,5 +2,5 @@
 
 :mod:`capstone.teaching.checks` holds the checks that follow each exercise;
 :mod:`capstone.teaching.student` writes the student edition (nbgrader's ``ClearSolutions``) and
-grades a folder of completed notebooks.
+grades a folder of completed notebooks. It may import :mod:`capstone.course`.
 """
