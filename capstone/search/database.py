@@ -31,7 +31,8 @@ class SearchDatabase(ImageDatabase):
     """
 
     def __repr__(self) -> str:
-        return f"SearchDatabase(dataset={getattr(self.dataset, 'name', None)!r}, images={len(self)})"
+        name = getattr(self.dataset, "name", None)
+        return f"SearchDatabase(dataset={name!r}, images={len(self)})"
 
     # -- searching -----------------------------------------------------------------------------
     def query(self, text: str, k: int = 10, **options) -> list[dict]:
@@ -39,7 +40,8 @@ class SearchDatabase(ImageDatabase):
         return self.search(text, k, **options).results
 
     def search(self, text: str = "", k: int = 10, **options):
-        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see capstone.search.query."""
+        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see
+        :func:`capstone.search.query.search`."""
         return search_query(self, text, k, **options)
 
     # -- saving, loading -----------------------------------------------------------------------
