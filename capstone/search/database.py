@@ -15,7 +15,7 @@ import numpy as np
 
 from capstone.course.database import ImageDatabase
 from capstone.data.paths import default_database_path
-from capstone.data.store import read_features_pickle, read_npz, write_npz
+from capstone.data.store import load_features, read_npz, write_npz
 from capstone.errors import DataError, MissingFileError
 from capstone.search.query import search as search_query
 
@@ -97,13 +97,14 @@ def added_images_path(dataset_name: str) -> Path:
 def read_image_features(path) -> tuple[np.ndarray, np.ndarray]:
     """``(image_ids, features)`` of an ``.npz`` (``image_ids``, ``features``) or a features pickle.
 
-    The pickle is read as the dataset's is: plain arrays only, nothing it names is run.
+    The pickle is read as the dataset's is (plain arrays only, nothing it names is run, a float32
+    ``.npz`` cache kept); rows with a non-finite value are left out, as there.
     """
     path = Path(path)
     if path.suffix == ".pkl":
         if not path.is_file():
             raise MissingFileError(f"no features file at {path}; {FEATURES_FIX}")
-        return read_features_pickle(path, f"; {FEATURES_FIX}")
+        return load_features(path, FEATURES_FIX)
     arrays = read_npz(path, "image features", FEATURES_FIX)
     if not {"image_ids", "features"} <= arrays.keys():
         raise DataError(f"{path} holds {sorted(arrays)}, not image_ids and features; "
