@@ -69,14 +69,26 @@ class Settings:
                               ("embedder", EMBEDDERS), ("loss", LOSSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "n_candidates", "hidden"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not low <= value <= high:  # NaN fails too
+                raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value}")
+        for name in ("temperature", "lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
 
     def replace(self, **changes) -> Settings:
         """These settings with the given non-``None`` values changed."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+
+#: The range of each numeric setting (both ends included; temperature and lr also above 0):
+#: beyond it, training fails, learns nothing, or asks for more memory than a laptop has.
+LIMITS = {"epochs": (1, 10_000), "batch_size": (1, 65_536), "n_candidates": (1, 1_000),
+          "hidden": (1, 16_384), "lr": (0, 10), "momentum": (0, 1), "margin": (0, 2),
+          "temperature": (0, 100), "seed": (0, 2**63 - 1)}
 
 PRESETS = {
     # Measured best against the ridge reference (README, "Results on the sample"; on real COCO
@@ -267,7 +279,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
         model.info["metrics"].update(evaluate(model, dataset))
-        if out is not None:
+        if out is not None and checkpoint.epoch > 0:  # else the saved model stays as it was
             model.save(out)
     history.figure = recorder.close() if plot else None
     return model, history

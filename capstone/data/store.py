@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
-from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice
+from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice, say
 
 FEATURE_DIM = 512
 
@@ -130,6 +131,36 @@ def _npz_fault(path: Path, error: Exception | None = None) -> str:
     return f"is damaged ({'cut short or overwritten' if zipped else 'not an .npz file'})"
 
 
+# -- one writer at a time ------------------------------------------------------------------------
+@contextlib.contextmanager
+def writer_lock(path: os.PathLike | str):
+    """Hold, while the block runs, the lock on writing ``path`` (waiting, saying so, for another
+    process that holds it). The lock is a hidden ``.NAME.lock`` file beside ``path``, kept.
+
+    Two trainings on one model file so take turns: each saves and reports its own model.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    path = Path(path)
+    lock_path = path.with_name(f".{path.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")
+    except OSError:  # a read-only folder: the write itself will say so
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another run is writing {path}: waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 # -- image ids -----------------------------------------------------------------------------------
 def check_image_ids(values, where: str, remedy: str = "") -> np.ndarray:
     """``values`` as int64 image ids, each an integer (not a bool, float or str) in the int64 range
@@ -169,8 +200,9 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
     (``resnet18_features.npz``), or under ``cache_dir()/features/`` when that fails. The cache
     records the pickle's size and mtime and is rebuilt when they change, or when it is damaged.
 
-    A row that is not finite as float32 (NaN, inf, or a float64 too large for float32) is left
-    out, as an image without features, and one line names how many and the first few ids.
+    A row that is not finite as float32 (NaN, inf, a float64 too large for float32, or a value
+    beyond ±:data:`MAX_FEATURE`) is left out, as an image without features, and one line names
+    how many and the first few ids.
 
     Parameters
     ----------
@@ -217,16 +249,30 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
     if len(nonfinite_ids):
         shown = ", ".join(map(str, nonfinite_ids[:5].tolist()))
         shown += ", ..." if len(nonfinite_ids) > 5 else ""
-        notice(f"{path}: {len(nonfinite_ids)} image(s) with non-finite features (NaN or inf) are "
-               f"treated as images without features: image_id {shown}")
+        notice(f"{path}: {len(nonfinite_ids)} image(s) with non-finite features (NaN, inf, or "
+               f"beyond ±{MAX_FEATURE:g}) are treated as images without features: "
+               f"image_id {shown}")
     return image_ids, features
 
 
 def _finite_rows(image_ids: np.ndarray, features: np.ndarray) -> tuple:
-    """``(image_ids, features, nonfinite_ids)``: the rows whose every value is finite, and the
-    ids of the others (a float64 sum of float32 values cannot overflow, so one check a row)."""
-    finite = np.isfinite(features.sum(axis=1, dtype=np.float64))
-    return image_ids[finite], features[finite], image_ids[~finite]
+    """``(image_ids, features, nonfinite_ids)``: the usable rows and the ids of the others."""
+    usable = _usable_rows(features)
+    return image_ids[usable], features[usable], image_ids[~usable]
+
+
+#: The largest feature value used (ResNet-18's are below 100): a larger one, though finite,
+#: overflows float32 once squared or summed, and the row is left out like a NaN row.
+MAX_FEATURE = 1e15
+
+
+def _usable_rows(features: np.ndarray, chunk: int = 16_384) -> np.ndarray:
+    """Which rows are finite with every value within :data:`MAX_FEATURE` (NaN fails)."""
+    usable = np.empty(len(features), dtype=bool)
+    for start in range(0, len(features), chunk):  # bounded: no copy of all the features
+        part = features[start : start + chunk]
+        usable[start : start + chunk] = np.abs(part).max(axis=1, initial=0) <= MAX_FEATURE
+    return usable
 
 
 def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
@@ -290,8 +336,8 @@ def _read_features_cache(cache: Path, stamp: np.ndarray) -> tuple:
     if (not _sorted_ids(image_ids) or nonfinite_ids.dtype != np.int64
             or features.dtype != np.float32 or features.shape != (len(image_ids), FEATURE_DIM)):
         return None, "is damaged (its arrays do not fit together)"
-    if not np.isfinite(features.sum(axis=1, dtype=np.float64)).all():
-        return None, "is damaged (it holds NaN or infinite features)"
+    if not _usable_rows(features).all():
+        return None, "is damaged (it holds NaN, infinite or huge features)"
     return (image_ids, features, nonfinite_ids), None
 
 

@@ -120,7 +120,11 @@ def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
     say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
     full = view if hasattr(view, "captions") else load_dataset(view.name)
     database = ImageDatabase.build(model, full)
-    database.save(path)
+    try:
+        database.save(path)
+    except OSError as error:  # a read-only cache, a full disk: search anyway, unsaved
+        say(f"could not save the image database to {path} ({error.strerror or error}); it is "
+            "built again on the next run")
     return database
 
 
