@@ -126,7 +126,7 @@ def test_presets_and_overrides():
         resolve_settings("fast")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         resolve_settings("course", optimizer="rmsprop")
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
+    with pytest.raises(ValueError, match="epochs must be between 1 and"):
         resolve_settings("course", epochs=0)
 
 
