@@ -135,7 +135,7 @@ def _npz_fault(path: Path, error: Exception | None = None) -> str:
 @contextlib.contextmanager
 def writer_lock(path: os.PathLike | str):
     """Hold, while the block runs, the lock on writing ``path`` (waiting, saying so, for another
-    process that holds it). The lock is a hidden ``.NAME.lock`` file beside ``path``, kept.
+    process that holds it): a hidden ``.NAME.lock`` file beside ``path``, removed afterwards.
 
     Two trainings on one model file so take turns: each saves and reports its own model.
     """
@@ -146,19 +146,33 @@ def writer_lock(path: os.PathLike | str):
         return
     path = Path(path)
     lock_path = path.with_name(f".{path.name}.lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a")
-    except OSError:  # a read-only folder: the write itself will say so
-        yield
-        return
-    with handle:
+    said = False
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_path, "a")
+        except OSError:  # a read-only folder: the write itself will say so
+            yield
+            return
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say(f"another run is writing {path}: waiting for it to finish")
+            if not said:
+                say(f"another run is writing {path}: waiting for it to finish")
+                said = True
             fcntl.flock(handle, fcntl.LOCK_EX)
+        try:  # the holder before us removed the file it locked: lock the new one instead
+            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
         yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)  # while still held: a waiter then locks a new file
+        handle.close()
 
 
 # -- image ids -----------------------------------------------------------------------------------
