@@ -17,7 +17,7 @@ from pathlib import Path
 
 from capstone.data import paths
 from capstone.errors import CapstoneError, DataError
-from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
+from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why, parse
 
 # Each command imports what it uses when it runs: a search from a fresh process then loads no
 # training libraries (mygrad, noggin, matplotlib), which alone would take over a second.
@@ -373,6 +373,8 @@ def search_command(args) -> int:
     if (args.query is None) == (args.queries is None) and not (args.image and args.query is None):
         raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
     options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine}
+    if args.query:
+        parse(args.query)  # a query's syntax is checked before anything is read
     if args.queries is None:
         found = database_for(args.dataset, args.model).search(args.query or "", args.k, **options)
         print_corrections(found.corrections)

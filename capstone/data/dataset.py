@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.data.captions import load_caption_store
+from capstone.data.captions import MAX_JSON_BYTES, load_caption_store
 from capstone.errors import CapstoneError, DataError, MissingFileError
 from capstone.data.glove import glove_path
 from capstone.data.paths import (  # noqa: F401  (where data lives; importable from here as before)
@@ -418,8 +418,7 @@ def read_captions(path: os.PathLike | str, remedy: str = "") -> dict:
     }
 
 
-#: The largest captions file read (COCO's is 72 MB): a larger one is the wrong file.
-MAX_CAPTIONS_BYTES = 512 * 2**20
+MAX_CAPTIONS_BYTES = MAX_JSON_BYTES  # the largest captions file read (COCO's is 72 MB)
 #: Bytes of Python objects a JSON file may become per byte (COCO's: about 3.5 by
 #: :func:`_parsed_bytes`), beyond a fixed allowance.
 MAX_PARSED_PER_BYTE, PARSED_ALLOWANCE = 6, 256 * 2**20
