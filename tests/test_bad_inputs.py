@@ -6,8 +6,9 @@ the file or value (or, where the input can be repaired or ignored, in a correct 
 traceback, with the child's peak RSS at most twice the bad file's size plus 300 MB. The files
 are small but declare huge sizes, so the whole corpus takes well under a minute.
 
-``python tests/test_bad_inputs.py [PYTHONPATH]`` prints every case's outcome as a table, for
-the code at ``PYTHONPATH`` (default: this checkout), e.g. to compare a branch with main.
+``python tests/test_bad_inputs.py [PYTHONPATH [WORKERS]]`` prints every case's outcome as a
+table, for the code at ``PYTHONPATH`` (default: this checkout), e.g. to compare a branch with
+main (``git archive main | tar -x -C /tmp/main``), running ``WORKERS`` (default 4) at a time.
 """
 
 from __future__ import annotations
@@ -378,11 +379,27 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as temporary:
         code = sys.argv[1] if len(sys.argv) > 1 else str(ROOT)
-        print(f"| row | case | exit | stderr lines | peak MB (bound) | s | outcome |")
+        print("| row | case | exit | stderr lines | peak MB (bound) | s | outcome |")
         print("|---|---|---|---|---|---|---|")
-        for case, result in run_corpus(Path(temporary), code):
+        workers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+        for case, result in run_corpus(Path(temporary), code, workers):
             wrong = problems(case, result)
             last = (result.lines or [""])[-1][:90].replace("|", "/")
             print(f"| {case.row} | {case.name} | {result.status} | {len(result.lines)} | "
                   f"{result.peak / MB:.0f} ({bound(case) / MB:.0f}) | {result.seconds:.1f} | "
                   f"{'; '.join(wrong) or 'ok'}: {last} |")
+
+
+def test_the_readme_names_only_tests_that_exist():
+    """Each ``test_file::test_name`` (a ``*`` pattern) the README's robustness table names exists."""
+    import fnmatch
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Security and robustness", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(test_\w+)::([\w*]+)`", section)
+    assert len(named) >= 15, named
+    for module, pattern in named:
+        source = (ROOT / "tests" / f"{module}.py").read_text(encoding="utf-8")
+        functions = re.findall(r"^def (test_\w+)", source, flags=re.M)
+        assert fnmatch.filter(functions, pattern), f"{module}::{pattern} names no test"

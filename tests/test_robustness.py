@@ -585,3 +585,14 @@ def test_two_trainings_on_one_out_take_turns_and_report_their_own_model(nan_samp
     assert len(waited) == 1  # it trained and saved after the other: the file is its model
     assert SearchModel.load(out).checksum == waited[0]["checksum"]
     assert not list(tmp_path.glob(".shared.npz.lock"))
+
+
+@pytest.mark.parametrize("header", [b"1000000000 300", b"3 1000000000", b"-1 5", b"many words"])
+def test_a_word2vec_header_declaring_more_than_the_file_is_one_line(tmp_path, header):
+    from capstone.data.glove import parse_word2vec
+
+    path = tmp_path / "vectors.w2v"
+    path.write_bytes(header + b"\nthe 0.1 0.2 0.3\n")
+    with pytest.raises(DataError, match=str(path)) as refused:
+        parse_word2vec(path)
+    assert "\n" not in str(refused.value)
