@@ -25,7 +25,7 @@ from capstone.course.train import (epoch_triples, make_optimizer, resolve_settin
                                    validation_metrics, validation_triples)
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
-from capstone.data.paths import default_model_path
+from capstone.data.paths import default_model_path, notice
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
@@ -159,8 +159,10 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
         model.info["metrics"].update(evaluate(model, dataset))
-        if out is not None and checkpoint.epoch > 0:  # no better than untrained: keep the file
+        if out is not None and checkpoint.epoch > 0:
             model.save(out)
+        elif out is not None:  # no better than untrained: the saved model stays
+            notice(f"no epoch did better than the untrained model, so {out} was left as it was")
     history.figure = recorder.close() if plot else None
     return model, history
 

@@ -7,6 +7,7 @@ its id and first caption.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import ipaddress
@@ -136,6 +137,7 @@ def _download(url: str, host: str, timeout: float) -> bytes | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)  # one lookup per host, not per image
 def _local_host(name: str) -> bool:
     """Whether ``name`` is, or resolves to, a loopback, private, link-local or reserved address
     (``localhost``, ``127.0.0.1``, ``10.0.0.5``, ``169.254.169.254``, ``[::1]``)."""
