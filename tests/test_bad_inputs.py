@@ -22,7 +22,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -278,25 +277,37 @@ def unchanged(path: Path):
 
 
 # -- running ----------------------------------------------------------------------------------------
+#: Runs a command and writes its peak RSS (KiB, from ``os.wait4``) to the file named first. The
+#: command is forked from this small process, not from pytest: a child's peak RSS counts the
+#: pages of the process it was forked from, until it execs.
+LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(process.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
 def run_case(case: Case, pythonpath: str) -> Result:
-    """Run the case's command; its exit status, output and peak RSS (from ``os.wait4``)."""
+    """Run the case's command; its exit status, output and peak RSS."""
     env = {**os.environ, **case.env, "PYTHONPATH": pythonpath}
-    out_path, err_path = case.folder / "stdout", case.folder / "stderr"
+    out_path, err_path, peak_path = (case.folder / name for name in ("stdout", "stderr", "peak"))
     started = time.perf_counter()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "capstone", *case.argv], env=env,
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                   cwd=case.folder)
-        timer = threading.Timer(TIMEOUT, process.kill)
-        timer.start()
+        process = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(peak_path), sys.executable, "-m", "capstone",
+             *case.argv], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            cwd=case.folder, start_new_session=True)
         try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
-    return Result(process.returncode, out_path.read_text(errors="replace"),
-                  err_path.read_text(errors="replace"), usage.ru_maxrss * 1024,
-                  time.perf_counter() - started)
+            status = process.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:  # hung (before the FIFO fix): kill it and its child
+            os.killpg(process.pid, 9)
+            status = process.wait()
+    peak = int(peak_path.read_text() or 0) * 1024 if peak_path.exists() else 0
+    status = status - 256 if status >= 192 else status  # a signal: negative, as Popen says
+    return Result(status, out_path.read_text(errors="replace"),
+                  err_path.read_text(errors="replace"), peak, time.perf_counter() - started)
 
 
 def build_base(folder: Path, pythonpath: str) -> dict:
