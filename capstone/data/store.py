@@ -81,8 +81,9 @@ class NpzFault(ValueError):
     """What is wrong with an ``.npz`` member, found before reading it."""
 
 
-#: The longest ``.npy`` header read (NumPy's own limit for untrusted files).
-MAX_NPY_HEADER = 10_000
+#: The longest ``.npy`` header read (NumPy's own limit for untrusted files), and how much of a
+#: member is read at a time.
+MAX_NPY_HEADER, READ_CHUNK = 10_000, 16 * 2**20
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int) -> np.ndarray:
@@ -107,8 +108,12 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int
             raise NpzFault(f"is damaged (its member {member} claims {count:,} values of {dtype}, "
                            f"more than the file holds)")
         array = np.empty(count, dtype=dtype)
-        if nbytes and stream.readinto(array.view(np.uint8)) != nbytes:
-            raise NpzFault(f"is damaged (its member {member} is cut short)")
+        flat = array.view(np.uint8)
+        for start in range(0, nbytes, READ_CHUNK):  # in chunks: no second copy of a big array
+            data = stream.read(min(READ_CHUNK, nbytes - start))
+            if len(data) != min(READ_CHUNK, nbytes - start):
+                raise NpzFault(f"is damaged (its member {member} is cut short)")
+            flat[start : start + len(data)] = np.frombuffer(data, np.uint8)
     if fortran:
         return array.reshape(shape[::-1]).transpose()
     return array.reshape(shape)
