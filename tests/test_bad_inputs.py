@@ -248,6 +248,7 @@ def corpus(case_dir: Path, base: dict) -> list:
         made.check = lambda result: "\\udc" in result.out or "\\ud8" in result.out
     # 12: a weight too large to be a number
     made = case("12", "weight-400-nines", ["search", "9" * 400 + ":boat red"], named="99999999")
+    made = case("12", "weight-1e200", ["search", "1e200:boat"], named="1e200")
     # 13: --queries on a FIFO that nobody writes to
     made = case("13", "queries-fifo", ["search", "--queries", "QUERIES"], named="QUERIES")
     fifo = made.folder / "queries.fifo"
