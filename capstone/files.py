@@ -207,9 +207,14 @@ def write_json(path: os.PathLike | str, value) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value), encoding="utf-8"))
 
 
-def read_json(path: os.PathLike | str, default=None):
-    """The JSON value in ``path``, or ``default`` when the file is missing or not valid JSON."""
+def read_json(path: os.PathLike | str, default=None, max_bytes: int = 256 * 2**20):
+    """The JSON value in ``path``, or ``default`` when the file is missing, not valid JSON,
+    nested too deeply or over ``max_bytes`` (a cache it names is then rebuilt)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(path, "rb") as file:
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            return default
+        return json.loads(data)
+    except (OSError, ValueError, RecursionError, MemoryError):
         return default

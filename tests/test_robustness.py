@@ -496,3 +496,106 @@ def test_duplicate_ids_keep_their_first_descriptor(adapter_model):
     assert sorted(adapter.search("boat", 10)) == [7, 8, 9]
     with pytest.raises(ValueError, match="3 image ids but 5 descriptors"):
         adapter.prepare_database([1, 2, 3], descriptors)
+
+
+# -- issue 20: what the bad-input corpus (test_bad_inputs.py) runs outside the command line -------
+@pytest.mark.parametrize("changes", [
+    {"temperature": 0}, {"temperature": -1}, {"temperature": float("nan")},
+    {"margin": float("nan")}, {"margin": float("inf")}, {"margin": -0.1}, {"lr": 0},
+    {"lr": float("inf")}, {"hidden": 10**9}, {"batch_size": 0}, {"epochs": 10**6},
+    {"n_candidates": 10**6}, {"momentum": 1.5}, {"seed": -1}])
+def test_settings_out_of_range_are_refused_naming_the_setting(changes):
+    from capstone.course.train import resolve_settings
+
+    (name, value), = changes.items()
+    with pytest.raises(ValueError, match=rf"^{name} must be .* got {value}"):
+        resolve_settings("default", **changes)
+    assert resolve_settings("course").margin == 0.25  # the presets themselves are in range
+
+
+def test_the_adapter_takes_one_descriptor_as_one_image_and_refuses_other_shapes(adapter_model):
+    adapter = SearchAdapter(adapter_model)
+    one = np.random.default_rng(1).normal(size=512)
+    assert adapter.embed_images(one).shape == (1, 50)
+    np.testing.assert_allclose(adapter.embed_images(one), adapter.embed_images(one[None]))
+    for shape in [(512, 1), (3, 2, 512), (4, 256), (2,)]:
+        with pytest.raises(ValueError, match=r"shape \(M, 512\)"):
+            adapter.embed_images(np.zeros(shape))
+
+
+def test_an_image_declaring_169_megapixels_is_not_decoded(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    PIL.Image.new("1", (13_000, 13_000)).save(path)  # about 20 kB on disk
+    assert path.stat().st_size < 100_000
+    decoded = []
+    real_load = PIL.Image.Image.load
+    monkeypatch.setattr(PIL.Image.Image, "load", lambda self: decoded.append(self) or real_load(self))
+    assert display.load_image(path.as_uri()) is None and decoded == []
+    small = tmp_path / "small.png"
+    PIL.Image.new("RGB", (640, 480)).save(small)
+    assert display.load_image(small.as_uri()).size == (640, 480)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "10.1.2.3", "169.254.169.254",
+                                  "0.0.0.0", "app.localhost"])
+def test_image_urls_on_this_machine_or_its_network_are_not_fetched(host, monkeypatch):
+    asked = []
+    monkeypatch.setattr(display.urllib.request, "urlopen", lambda *a, **k: asked.append(a))
+    monkeypatch.setattr(display, "_unreachable_until", {})
+    assert display.load_image(f"http://{host}:8000/a.jpg", cache=False) is None and asked == []
+    assert not display._local_host("93.184.216.34")  # a public address is asked
+
+
+def test_a_read_only_cache_searches_without_saving_the_database(nan_env, capsys, monkeypatch):
+    model_path = nan_env[0]
+    assert run(capsys, "train", "--epochs", "2", "--out", str(model_path))[0] == 0
+
+    def read_only(path, arrays):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr("capstone.search.database.write_npz", read_only)
+    for _ in range(2):  # the second run builds it again
+        status, out, err = run(capsys, "search", "--json", "--k", "3", "a red boat")
+        assert status == 0 and len(strict_json(out)) == 3
+        assert any("could not save the image database" in line for line in err), err
+
+
+def test_cache_naming_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "file"))
+    monkeypatch.setenv("CAPSTONE_DATASET", "sample")
+    status, _, err = run(capsys, "search", "boat")
+    assert status == 2 and len(err) == 1 and "CAPSTONE_CACHE" in err[0], err
+
+
+def test_two_trainings_on_one_out_take_turns_and_report_their_own_model(nan_sample, tmp_path):
+    folder = nan_sample[0]
+    out = tmp_path / "shared.npz"
+    env = {**os.environ, "CAPSTONE_DATA_DIR": str(folder), "CAPSTONE_DATASET": "coco",
+           "CAPSTONE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    runs = [subprocess.Popen([sys.executable, "-m", "capstone", "train", "--epochs", "2",
+                              "--seed", str(seed), "--out", str(out)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for seed in (1, 2)]
+    finished = []
+    for process in runs:
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        finished.append((json.loads(stdout), stderr))
+    checksums = [summary["checksum"] for summary, _ in finished]
+    assert checksums[0] != checksums[1]
+    waited = [summary for summary, stderr in finished if "waiting for it to finish" in stderr]
+    assert len(waited) == 1  # it trained and saved after the other: the file is its model
+    assert SearchModel.load(out).checksum == waited[0]["checksum"]
+    assert not list(tmp_path.glob(".shared.npz.lock"))
+
+
+@pytest.mark.parametrize("header", [b"1000000000 300", b"3 1000000000", b"-1 5", b"many words"])
+def test_a_word2vec_header_declaring_more_than_the_file_is_one_line(tmp_path, header):
+    from capstone.data.glove import parse_word2vec
+
+    path = tmp_path / "vectors.w2v"
+    path.write_bytes(header + b"\nthe 0.1 0.2 0.3\n")
+    with pytest.raises(DataError, match=str(path)) as refused:
+        parse_word2vec(path)
+    assert "\n" not in str(refused.value)

@@ -306,7 +306,7 @@ def test_an_interrupted_write_leaves_no_marker_and_is_regenerated(tmp_path, monk
 
 def test_ensure_sample_keeps_a_current_folder_and_replaces_an_old_version(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(sample.scenes, "write_sample", lambda folder: calls.append(folder))
+    monkeypatch.setattr(sample.scenes, "write_sample", lambda folder, **options: calls.append(folder))
     (tmp_path / ".complete").write_text(json.dumps({"version": SAMPLE_VERSION}))
     assert ensure_sample(tmp_path) == tmp_path and calls == []
     (tmp_path / ".complete").write_text(json.dumps({"version": SAMPLE_VERSION - 1}))
@@ -354,4 +354,4 @@ def test_cli_writes_a_sample_anywhere(tmp_path, capsys):
 
 def test_cli_rejects_a_bad_count(tmp_path, capsys):
     assert cli.main(["sample", "--out", str(tmp_path), "--images", "0"]) == 2
-    assert "n_images must be a positive" in capsys.readouterr().err
+    assert "n_images must be a whole number from 1" in capsys.readouterr().err

@@ -102,11 +102,18 @@ class SearchAdapter:
     def embed_images(self, descriptors) -> np.ndarray:
         """``(M, D)`` float32 unit rows of ``(M, 512)`` (or ``(M, 1, 512)``) descriptors.
 
-        A descriptor with a NaN or an infinity (also a float64 beyond float32) gets a zero row.
+        One ``(512,)`` descriptor is one image (``(1, D)``), as a ``str`` is one caption. A
+        descriptor with a NaN or an infinity (also a float64 beyond float32) gets a zero row.
         """
         with np.errstate(over="ignore"):  # too large for float32: inf, so a zero row
             descriptors = np.asarray(descriptors, dtype=np.float32)
-        return self.model.embed_images(descriptors.reshape(len(descriptors), -1))
+        d_in = self.model.image.shape[0]
+        if descriptors.shape == (d_in,):
+            descriptors = descriptors[None]
+        if descriptors.ndim not in (2, 3) or descriptors.shape[1:] not in ((d_in,), (1, d_in)):
+            raise ValueError(f"descriptors must have shape (M, {d_in}) or (M, 1, {d_in}), got "
+                             f"{descriptors.shape}")
+        return self.model.embed_images(descriptors.reshape(len(descriptors), d_in))
 
     def prepare_database(self, image_ids, descriptors) -> None:
         """Embed the images that :meth:`search` will draw from.

@@ -11,13 +11,14 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 from capstone import files
 from capstone.data import paths
 from capstone.errors import CapstoneError, DataError
-from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
+from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why, parse
 
 # Each command imports what it uses when it runs: a search from a fresh process then loads no
 # training libraries (mygrad, noggin, matplotlib), which alone would take over a second.
@@ -56,17 +57,24 @@ def preset_name(name: str) -> str:
     return name
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (the usage is in ``--help``)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m capstone",
         description="Semantic image search: data, training, evaluation and search.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    dataset = argparse.ArgumentParser(add_help=False)
+    dataset = Parser(add_help=False)
     dataset.add_argument("--dataset", metavar="{sample,coco}",
                          help="sample or coco (default: $CAPSTONE_DATASET, else coco when its "
                          "files are on disk, else sample)")
-    common = argparse.ArgumentParser(add_help=False, parents=[dataset])
+    common = Parser(add_help=False, parents=[dataset])
     common.add_argument("--model", help="a trained model .npz (default: the dataset's)")
     common.add_argument("--json", action="store_true", help="print JSON")
 
@@ -137,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "repository)")
     command.set_defaults(func=export_command)
 
-    dedup = argparse.ArgumentParser(add_help=False)
+    dedup = Parser(add_help=False)
     dedup.add_argument("--dedup", action="store_true",
                        help="diverse results: leave out near-duplicates of better ones")
     dedup.add_argument("--dedup-cosine", type=float, default=DEDUP_THRESHOLD, metavar="COSINE",
@@ -208,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (2 for bad input)."""
+    for stream in (sys.stdout, sys.stderr):  # a caption's lone surrogate prints as \udc80
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -228,6 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RecursionError) as error:
+        print(f"error: out of memory ({type(error).__name__}); a file in use is too large or "
+              "damaged: check the files the command names", file=sys.stderr)
+        return 2
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot use{where}: {error.strerror or error}; check the path and its "
+              "permissions", file=sys.stderr)
+        return 2
+    except Exception as error:  # a bug: still one line, with what to report
+        print(f"error: unexpected {type(error).__name__}: {str(error)[:300]} (a bug in capstone: "
+              "please report it with the command you ran)", file=sys.stderr)
+        return 1
     for line in dict.fromkeys(notices + [paths.SAMPLE_NOTICE] * sample_by_default):
         print(line, file=sys.stderr)
     return status
@@ -300,13 +324,15 @@ def train_command(args) -> int:
     from capstone.data.model import check_model_path
     from capstone.course.train import resolve_settings
     from capstone.pipeline.training import train
+    from capstone.data.store import writer_lock
 
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     changes = {name: getattr(args, name) for name in (
         "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
         "batch_size", "standardize")}
     settings = resolve_settings(args.preset, **changes)  # bad settings: refused before any data
-    with contextlib.redirect_stdout(sys.stderr):
+    # One training at a time writes `out`: the model this run reports is the one in the file.
+    with contextlib.redirect_stdout(sys.stderr), writer_lock(out):
         dataset = load_dataset(args.dataset)
         text = None
         if args.weighting != "idf":
@@ -315,6 +341,12 @@ def train_command(args) -> int:
         model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
                                progress=progress, **changes,
                                on_epoch=None if progress else epoch_printer(settings.epochs))
+    if history.best_epoch == 0 and not history.interrupted:
+        accuracy = model.info.get("metrics", {}).get("triple_accuracy")
+        raise DataError(f"no epoch did better than the untrained model (validation accuracy "
+                        f"{accuracy if accuracy is None else round(accuracy, 3)}), so {out} was "
+                        "left as it was; try other settings (another --preset, --loss or "
+                        "--temperature) or check the features")
     saved = not history.interrupted or history.best_epoch > 0
     summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
                "checksum": model.checksum, "interrupted": history.interrupted,
@@ -418,10 +450,16 @@ def print_corrections(corrections: dict, where: str = "") -> None:
 
 
 def read_queries(path) -> list[str]:
-    """The lines of a queries file, checked to be a bounded UTF-8 text (``DataError`` if not)."""
+    """The lines of a queries file, checked to be a bounded UTF-8 text (``DataError`` if not).
+
+    A FIFO is opened without waiting for a writer (a FIFO nobody writes to is empty), and at
+    most :data:`MAX_QUERIES_BYTES` are read (``/dev/zero`` never ends).
+    """
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_QUERIES_BYTES + 1)  # bounded: /dev/zero never ends
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # open() on a FIFO would wait
+        with open(descriptor, "rb") as file:
+            os.set_blocking(descriptor, True)  # a writer that is there is waited for
+            data = file.read(MAX_QUERIES_BYTES + 1)
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
@@ -445,11 +483,16 @@ def search_command(args) -> int:
         raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
     options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine,
                "like": args.like, "unlike": args.unlike, "min_score": args.min_score}
+    if args.query:
+        parse(args.query)  # a query's syntax is checked before anything is read
     if args.queries is None:
         found = database_for(args.dataset, args.model).search(args.query or "", args.k, **options)
         print_search(found, args)
         return 0
     lines = read_queries(args.queries)
+    if not any(line.strip() for line in lines):
+        raise DataError(f"the queries file {args.queries} holds no query (a FIFO that nobody "
+                        "writes to reads as empty); give one query per line")
     database = database_for(args.dataset, args.model)
     for line_number, line in enumerate(lines, 1):
         if not line.strip():

@@ -55,14 +55,22 @@ class Settings:
                               ("embedder", EMBEDDERS), ("loss", LOSSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "n_candidates", "hidden"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, (low, high) in LIMITS.items():  # NaN is in no range
+            value, above = getattr(self, name), name in ("lr", "temperature")
+            if not (low < value <= high if above else low <= value <= high):
+                raise ValueError(f"{name} must be {'above' if above else 'at least'} {low:g} and "
+                                 f"at most {high:g}, got {value}")
 
     def replace(self, **changes) -> Settings:
         """These settings with the given non-``None`` values changed."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+
+#: Each number's range (lr and temperature above the low end): beyond it, training fails,
+#: learns nothing, or asks for more memory than a laptop has.
+LIMITS = {"epochs": (1, 10_000), "batch_size": (1, 65_536), "n_candidates": (1, 1_000),
+          "hidden": (1, 16_384), "lr": (0, 10), "momentum": (0, 1), "margin": (0, 2),
+          "temperature": (0, 100), "seed": (0, 2**63 - 1)}
 
 PRESETS = {
     # Measured best against the ridge reference (README, "Results on the sample"; on real COCO

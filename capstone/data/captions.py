@@ -33,6 +33,8 @@ FORMAT = "capstone-captions/2"
 _ENCODING = ("utf-8", "surrogatepass")  # JSON may hold lone surrogates; keep them as they are
 PARSE_BYTES_PER_SECOND = 10e6  # json.load and the conversion, on the 2-core build machine
 ANNOUNCE_BYTES = 10_000_000  # a bigger file's first read says what it does
+#: The largest captions file parsed (COCO's is 72 MB): a larger one is the wrong file.
+MAX_JSON_BYTES = 512 * 2**20
 
 
 # -- texts ---------------------------------------------------------------------------------------
@@ -367,7 +369,8 @@ def load_caption_store(path: os.PathLike | str, parse, remedy: str = "") -> Capt
         arrays = _read_cache(cache, stamp)
         if arrays is not None:
             return CaptionStore(arrays)
-    announce = announce_first_read(path, "parsing it once into a compact cache", ANNOUNCE_BYTES,
+    announce = path.stat().st_size <= MAX_JSON_BYTES and announce_first_read(  # else refused
+        path, "parsing it once into a compact cache", ANNOUNCE_BYTES,
                                    PARSE_BYTES_PER_SECOND)
     started = time.perf_counter()
     arrays = store_arrays(parse(path, remedy))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.data.captions import load_caption_store
+from capstone.data.captions import MAX_JSON_BYTES, load_caption_store
 from capstone.errors import CapstoneError, DataError, MissingFileError
 from capstone.data.glove import glove_path
 from capstone.data.paths import (
@@ -39,7 +39,7 @@ from capstone.data.paths import (
     sample_dir,
 )
 from capstone.sample import ensure_sample
-from capstone.data.store import load_features
+from capstone.data.store import check_image_ids, load_features
 from capstone.course.text import tokenize
 
 
@@ -372,16 +372,13 @@ def read_captions(path: os.PathLike | str, remedy: str = "") -> dict:
     remedy = f"; {remedy}" if remedy else ""
     if not path.is_file():
         raise MissingFileError(f"{path} does not exist{remedy}")
-    try:
-        with open(path, "rb") as file:
-            coco = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not valid JSON ({error}){remedy}") from None
+    coco = _parse_json(path, remedy)
     if not isinstance(coco, dict) or not all(
         isinstance(coco.get(key), list) for key in ("images", "annotations")
     ):
         raise DataError(f"{path} needs the COCO lists 'images' and 'annotations'{remedy}")
     images, annotations = coco["images"], coco["annotations"]
+    _check_ids(path, images, annotations, remedy)
     try:
         image_ids = np.fromiter((image["id"] for image in images), np.int64, len(images))
         urls = {image["id"]: image["coco_url"] for image in images}
@@ -407,6 +404,60 @@ def read_captions(path: os.PathLike | str, remedy: str = "") -> dict:
         "caption_image_ids": caption_image_ids,
         "captions": captions,
     }
+
+
+MAX_CAPTIONS_BYTES = MAX_JSON_BYTES  # the largest captions file read (COCO's is 72 MB)
+#: Bytes of Python objects a JSON file may become per byte (COCO's: about 3.5 by
+#: :func:`_parsed_bytes`), beyond a fixed allowance.
+MAX_PARSED_PER_BYTE, PARSED_ALLOWANCE = 6, 256 * 2**20
+
+
+def _parse_json(path: Path, remedy: str):
+    """The JSON value in ``path``, its memory bounded by the file's size before it is parsed.
+
+    Raises
+    ------
+    DataError
+        Too large, too deeply nested, invalid, or of more objects than such a file holds.
+    """
+    size = path.stat().st_size
+    if size > MAX_CAPTIONS_BYTES:
+        raise DataError(f"{path} is {size / 2**20:,.0f} MiB, over the {MAX_CAPTIONS_BYTES // 2**20} "
+                        f"MiB a captions file may be (COCO's is 72 MB): is it the right file?"
+                        f"{remedy}")
+    with open(path, "rb") as file:
+        data = file.read(MAX_CAPTIONS_BYTES + 1)
+    if _parsed_bytes(data) > MAX_PARSED_PER_BYTE * len(data) + PARSED_ALLOWANCE:
+        raise DataError(f"{path} holds far more JSON objects, lists or values than a captions "
+                        f"file of its size would; it is not a COCO captions file{remedy}")
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not valid JSON ({error}){remedy}") from None
+    except RecursionError:
+        raise DataError(f"{path} nests JSON lists or objects too deeply; it is not a COCO "
+                        f"captions file{remedy}") from None
+
+
+def _parsed_bytes(data: bytes) -> int:
+    """A rough upper estimate of the memory ``json.loads(data)`` takes, counted without parsing:
+    a dict per ``{``, a list per ``[`` and an item per ``,``."""
+    return 200 * data.count(b"{") + 80 * data.count(b"[") + 40 * data.count(b",")
+
+
+def _check_ids(path: Path, images: list, annotations: list, remedy: str) -> None:
+    """Refuse, in one line, an image id or caption id that is not an integer (a bool, a float, a
+    string), or an image listed twice."""
+    for kind, records, keys in (("images", images, ("id",)),
+                                ("annotations", annotations, ("id", "image_id"))):
+        for position, record in enumerate(records):
+            for key in keys:
+                value = record.get(key) if isinstance(record, dict) else None
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise DataError(f"{path}: {kind}[{position}][{key!r}] should be an integer, "
+                                    f"not {type(value).__name__} ({str(value)[:40]}){remedy}")
+    check_image_ids([image["id"] for image in images if isinstance(image, dict) and "id" in image],
+                    f"{path}: the images' ids", remedy.removeprefix("; "))
 
 
 def _first_bad_record(images: list, annotations: list) -> str:

@@ -108,6 +108,7 @@ def unzip_glove(zip_path: os.PathLike | str) -> Path:
             )
             if member is None:
                 raise DataError(f"{zip_path} holds no .w2v file; {remedy}")
+            _check_member(zip_path, member, remedy)
 
             def extract(tmp):
                 with archive.open(member) as source, open(tmp, "wb") as out:
@@ -116,6 +117,24 @@ def unzip_glove(zip_path: os.PathLike | str) -> Path:
             return atomic_write(target, extract)
     except zipfile.BadZipFile as error:
         raise DataError(f"{zip_path} is damaged ({error}); {remedy}") from None
+
+
+#: The largest GloVe text unzipped (glove.6B.300d's is 1.0 GB), and the most a member may
+#: inflate (GloVe's text compresses about 2.5 times): more is a zip bomb, not GloVe.
+MAX_GLOVE_BYTES, MAX_INFLATION = 2 * 2**30, 20
+
+
+def _check_member(zip_path: Path, member: zipfile.ZipInfo, remedy: str) -> None:
+    """Refuse, before writing anything, a member too large or too compressed to be GloVe, or
+    larger than the free space beside the zip."""
+    size, packed = member.file_size, max(member.compress_size, 1)
+    if size > MAX_GLOVE_BYTES or size > MAX_INFLATION * packed:
+        raise DataError(f"{zip_path}: its member {member.filename} would inflate from "
+                        f"{packed:,} to {size:,} bytes, which no GloVe file does; {remedy}")
+    free = shutil.disk_usage(zip_path.parent).free
+    if size > free:
+        raise DataError(f"{zip_path}: unzipping {member.filename} needs {size / 1e6:,.0f} MB but "
+                        f"{zip_path.parent} has {free / 1e6:,.0f} MB free; free some space")
 
 
 def load_glove_file(path: os.PathLike | str) -> KeyedVectors:
@@ -180,8 +199,7 @@ def parse_word2vec(path: os.PathLike | str) -> tuple:
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            count, dim = map(int, file.readline().split())
+        count, dim = _word2vec_header(path)
         words, vectors = _parse_with_pyarrow(path, dim)
         if len(words) == count:
             return words, vectors
@@ -189,11 +207,36 @@ def parse_word2vec(path: os.PathLike | str) -> tuple:
         pass
     from gensim.models import KeyedVectors
 
+    _word2vec_header(path)  # gensim allocates what the header says: check it first
     try:
         kv = KeyedVectors.load_word2vec_format(path, binary=False)
     except Exception as error:
         raise DataError(f"{path} is not a word2vec text file ({error})") from None
     return list(kv.index_to_key), kv.vectors.astype(np.float32, copy=False)
+
+
+MAX_DIM = 4096  # GloVe's largest is 300
+
+
+def _word2vec_header(path: Path) -> tuple:
+    """``(count, dim)`` of a word2vec text file's first line, checked against the file's size
+    (each value takes at least two bytes, "0 "), so that nothing larger is allocated.
+
+    Raises
+    ------
+    DataError
+    """
+    with open(path, "rb") as file:
+        line = file.readline(256)
+    try:
+        count, dim = map(int, line.split())
+    except ValueError:
+        raise DataError(f"{path} is not a word2vec text file (its first line is not "
+                        "'<count> <dim>'); delete it and download it again") from None
+    if not (0 < dim <= MAX_DIM and 0 < count and 2 * count * dim <= path.stat().st_size):
+        raise DataError(f"{path} declares {count:,} words of {dim:,} values, more than the file "
+                        "holds; delete it and download it again")
+    return count, dim
 
 
 def _parse_with_pyarrow(path: Path, dim: int) -> tuple:

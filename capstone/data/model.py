@@ -145,7 +145,12 @@ class SearchModel:
             The file is not a capstone model, or is damaged; one line naming it.
         """
         retrain = f"train one with `python -m capstone train --out {path}`"
-        arrays = read_npz(path, "a capstone model file (.npz)", retrain)
+        arrays = read_npz(path, "a capstone model file (.npz)", retrain, names=model_member)
+        nonfinite = [name for name, value in arrays.items()
+                     if value.dtype.kind in "fc" and not np.isfinite(value).all()]
+        if nonfinite:
+            raise DataError(f"{path} is a damaged capstone model file (NaN or infinite values in "
+                            f"{', '.join(sorted(nonfinite))}); {retrain}")
         try:
             if str(arrays["format"]) != FORMAT:
                 raise ValueError(arrays["format"])
@@ -158,7 +163,7 @@ class SearchModel:
             glove = vocab_glove or (glove if given else load_word_vectors(glove_name))
         except MissingFileError:  # the GloVe it names is not downloaded: that message says how
             raise
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, RecursionError):
             raise DataError(f"{path} is not a capstone model file ({FORMAT}) or its record is "
                             f"damaged; {retrain}") from None
         parts = {prefix: {name[len(prefix):]: value for name, value in arrays.items()
@@ -183,6 +188,11 @@ class SearchModel:
         return (f"SearchModel(dataset={self.info.get('dataset')!r}, "
                 f"glove={self._text.glove_name!r}, "
                 f"{d_in}->{d_out}, checksum={self.checksum[:12]})")
+
+
+def model_member(name: str) -> bool:
+    """Whether a member of a model file is one :meth:`SearchModel.load` reads (others are not)."""
+    return name in ("format", "info", VOCAB_VECTORS) or name.startswith(("image_", "text_"))
 
 
 def vocab_word_vectors(arrays: dict):

@@ -21,7 +21,7 @@ import functools
 import os
 from pathlib import Path
 
-from capstone.errors import MissingFileError
+from capstone.errors import DataError, MissingFileError
 from capstone.files import cache_root, say
 
 DATASETS = ("sample", "coco")
@@ -39,8 +39,24 @@ def cache_dir() -> Path:
     pathlib.Path
         ``$CAPSTONE_CACHE`` when set, else ``$XDG_CACHE_HOME/capstone`` or ``~/.cache/capstone``.
     """
-    path = cache_root()
-    path.mkdir(parents=True, exist_ok=True)
+    return make_folder(cache_root())
+
+
+def make_folder(path: Path) -> Path:
+    """``path``, created with its parents if needed.
+
+    Raises
+    ------
+    DataError
+        One line when it cannot be (a file in the way, a read-only disk), saying what to do.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = " (the cache: $CAPSTONE_CACHE)" if path == cache_root() else ""
+        raise DataError(f"cannot create the folder {path}{where}: "
+                        f"{error.strerror or error}; set CAPSTONE_CACHE to a folder you can "
+                        "write to") from None
     return path
 
 
@@ -51,9 +67,7 @@ def sample_dir() -> Path:
 
 def models_dir() -> Path:
     """Folder of trained models, one ``<dataset>.npz`` per dataset."""
-    path = cache_dir() / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return make_folder(cache_dir() / "models")
 
 
 def default_model_path(dataset_name: str) -> Path:
@@ -69,9 +83,7 @@ def default_model_path(dataset_name: str) -> Path:
 
 def default_database_path(dataset_name: str, split: str = "all") -> Path:
     """Where the image database for ``dataset_name`` is cached."""
-    path = cache_dir() / "databases"
-    path.mkdir(parents=True, exist_ok=True)
-    return path / f"{dataset_name}-{split}.npz"
+    return cache_dir() / "databases" / f"{dataset_name}-{split}.npz"  # made when written
 
 
 # -- the course's data ---------------------------------------------------------------------------

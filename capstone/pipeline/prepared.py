@@ -125,7 +125,11 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
         say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
         full = view if hasattr(view, "captions") else load_dataset(view.name)
         database = SearchDatabase.build(model, full)
-        database.save(path)
+        try:
+            database.save(path)
+        except OSError as error:  # a read-only cache, a full disk: search anyway, unsaved
+            say(f"could not save the image database to {path} ({error.strerror or error}); it "
+                "is built again on the next run")
     add_saved_images(database)  # the images `python -m capstone add` added, embedded by this model
     if os.environ.get("CAPSTONE_MILVUS_URI"):  # answer from Milvus (a server many processes share)
         from capstone.search.ann import use_index

@@ -29,6 +29,7 @@ from capstone.data.glove import load_word_vectors
 from capstone.data.paths import default_model_path
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
+from capstone.files import notice
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
 from capstone.ui.live import new_recorder
 
@@ -165,8 +166,10 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     if not history.interrupted:
         model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=caption_embeddings,
                                               validation=validation))  # not made twice
-        if out is not None:
+        if out is not None and checkpoint.epoch > 0:
             model.save(out)
+        elif out is not None:  # no better than untrained: the saved model stays
+            notice(f"no epoch did better than the untrained model, so {out} was left as it was")
     history.figure = recorder.close() if plot else None
     return model, history
 

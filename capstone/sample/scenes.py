@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from capstone import files
+from capstone.errors import DataError
 from capstone.sample.features import BATCH_SIZE, extract_features
 
 SAMPLE_VERSION = 3
@@ -560,7 +561,10 @@ def read_marker(folder) -> dict:
     return files.read_json(Path(folder) / MARKER, {})
 
 
-def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
+MAX_IMAGES = 1_000_000  # ids are drawn from 2 * n_images; COCO has 82,783 training images
+
+
+def write_sample(out, *, seed: int = 0, n_images: int = 3000, replace: bool = False) -> Path:
     """Generate the sample dataset into a folder, in the course's file formats.
 
     Parameters
@@ -573,18 +577,25 @@ def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
         The same seed (and :data:`SAMPLE_VERSION`) gives the same bytes.
     n_images : int
         Number of images, five captions each; about 1% are grayscale and have no features.
+    replace : bool
+        Overwrite course files in ``out`` that no sample wrote (else a ``DataError``).
 
     Returns
     -------
     pathlib.Path
         ``out``, absolute.
     """
-    if int(n_images) != n_images or n_images < 1:
-        raise ValueError(f"n_images must be a positive whole number, got {n_images}")
+    if int(n_images) != n_images or not 1 <= n_images <= MAX_IMAGES:
+        raise ValueError(f"n_images must be a whole number from 1 to {MAX_IMAGES:,}, got "
+                         f"{n_images}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed}")
     n_images, seed = int(n_images), int(seed)
     out = Path(out).expanduser().resolve()
+    theirs = [name for name in ("captions_train2014.json", "resnet18_features.pkl") if (out / name).exists()]
+    if theirs and not replace and not (out / MARKER).is_file():  # course files, not a sample: keep them
+        raise DataError(f"{out} already holds {' and '.join(theirs)}, not written by "
+                        "`python -m capstone sample`; give an empty or new folder")
     created = [folder for folder in (out, out / "images") if not folder.exists()]
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
@@ -678,5 +689,5 @@ def ensure_sample(folder) -> Path:
     folder = Path(folder).expanduser()
     if read_marker(folder).get("version") != SAMPLE_VERSION:
         files.say(f"generating the sample dataset in {folder} (once, about 15 s)")
-        write_sample(folder)
+        write_sample(folder, replace=True)  # the sample's own folder: a killed run's files go
     return folder

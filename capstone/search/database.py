@@ -58,7 +58,8 @@ class SearchDatabase(ImageDatabase):
         Raises ``MissingFileError``, ``DataError`` (damaged), or :class:`StaleDatabaseError`.
         """
         fix = f"delete {path} or use SearchDatabase.load_or_build to rebuild it"
-        saved = read_npz(path, "an image database", fix)
+        saved = read_npz(path, "an image database", fix,
+                         names={"image_ids", "embeddings", "checksum", "dataset"})
         if not {"image_ids", "embeddings", "checksum", "dataset"} <= saved.keys():
             raise DataError(f"{path} is not an image database written by capstone; {fix}")
         if str(saved["checksum"]) != model.checksum:

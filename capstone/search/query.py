@@ -50,6 +50,7 @@ MAX_QUERY_CHARS = 1_000  # a longer "query" is a file read by mistake, not somet
 # this many times one image: on the sample, "night" + an image then finds night scenes with the
 # image's kind of object most often (2 and 3 do a little worse, 1 hardly steers).
 TEXT_WEIGHT = 2.5
+MAX_MULTIPLIER = 100.0  # the largest weight a query may give a word (``100:boat``)
 DEDUP_THRESHOLD = 0.94  # clip-retrieval's default for near-duplicate images
 # Rocchio's weights of the query, the liked images and the unliked ones (unit vectors). On the
 # sample, one like and one unlike on a colour + kind query's first page raise the next page's
@@ -86,6 +87,11 @@ def parse(text: str) -> list[tuple[str, float]]:
     for piece in text.split():
         match = _TERM.match(piece)
         multiplier = float(match["before"] or match["after"] or 1.0)
+        if not abs(multiplier) <= MAX_MULTIPLIER:  # 400 nines is inf: every score would be 0
+            weight = match["before"] or match["after"]
+            weight = weight if len(weight) <= 20 else f"{weight[:8]}...({len(weight)} digits)"
+            raise ValueError(f"the weight {weight} of {match['word'][:40]!r} is too large: give "
+                             f"a weight up to {MAX_MULTIPLIER:g}, e.g. 2:boat")
         if match["sign"] == "-":
             multiplier = -multiplier
         terms += [(word, multiplier) for word in tokenize(match["word"])]

@@ -7,16 +7,20 @@ its id and first caption.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
+import ipaddress
 import math
 import os
+import socket
 import stat
 import textwrap
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -29,6 +33,9 @@ from capstone.search.query import format_why
 UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
 #: The largest image file read or downloaded (COCO's are about 160 kB): a larger one is not shown.
 MAX_IMAGE_BYTES = 32 * 2**20
+#: The most pixels decoded (COCO's are about 0.3 megapixels), checked before decoding: a
+#: 20 kB PNG may declare 169 megapixels (Pillow only warns below 179).
+MAX_IMAGE_PIXELS = 4096 * 4096
 _unreachable_until: dict[str, float] = {}
 
 
@@ -99,16 +106,25 @@ def _opened(data: bytes | None):
     if data is None:
         return None
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():  # Pillow's bomb warning: refused here, in silence
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                return None
             image.load()
             return image
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         return None
 
 
 def _download(url: str, host: str, timeout: float) -> bytes | None:
     """The body at ``url`` (at most :data:`MAX_IMAGE_BYTES`), or ``None``; a host that cannot be
-    reached is remembered."""
+    reached is remembered. A host on this machine or its network is not asked (a dataset's urls
+    must not reach the services beside the course)."""
+    if _local_host(urllib.parse.urlparse(url).hostname or ""):
+        _unreachable_until[host] = float("inf")
+        return None
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             if int(response.headers.get("Content-Length") or 0) > MAX_IMAGE_BYTES:
@@ -120,6 +136,26 @@ def _download(url: str, host: str, timeout: float) -> bytes | None:
     except (OSError, ValueError):  # no connection, timeout, bad url
         _unreachable_until[host] = time.monotonic() + UNREACHABLE_SECONDS
         return None
+
+
+@functools.lru_cache(maxsize=256)  # one lookup per host, not per image
+def _local_host(name: str) -> bool:
+    """Whether ``name`` is, or resolves to, a loopback, private, link-local or reserved address
+    (``localhost``, ``127.0.0.1``, ``10.0.0.5``, ``169.254.169.254``, ``[::1]``)."""
+    name = name.strip("[]").rstrip(".").lower()
+    if not name or name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        addresses = [ipaddress.ip_address(name)]
+    except ValueError:
+        try:
+            found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return False  # not resolved: urlopen fails on it too
+        addresses = [ipaddress.ip_address(entry[4][0].split("%")[0]) for entry in found]
+    return any(address.is_loopback or address.is_private or address.is_link_local
+               or address.is_reserved or address.is_unspecified or address.is_multicast
+               for address in addresses)
 
 
 def _tiles(images, dataset, scores):
