@@ -225,8 +225,15 @@ class Visitors:
         return len(self.kernels) + self.arriving
 
     def handed_out(self, kernel_id: str) -> None:
-        """A visit got its kernel."""
+        """A visit got its kernel: it counts, and it is as fresh as the visit for the culler."""
         self.kernels.add(kernel_id)
+        try:  # a kernel that waited in the pool longer than the idle timeout is not culled
+            # before the visitor's page connects to it
+            from jupyter_server._tz import utcnow
+
+            self.kernel_manager.get_kernel(kernel_id).last_activity = utcnow()
+        except KeyError:
+            pass
         visit = _VISIT.get()
         if visit is not None and "kernel" not in visit:
             visit["kernel"] = kernel_id
