@@ -294,7 +294,8 @@ def test_training_curves_redraw_while_training_runs(server, page, training_model
 # Chromium's page.close sends nothing): culling, after 3 s idle, checked every second.
 KERNEL_FREEING = {
     "leave-page": ["--MappingKernelManager.cull_idle_timeout=0"],
-    "culling": ["--MappingKernelManager.cull_idle_timeout=3",
+    "culling": ["--pool_size=0",  # a kernel started by the visit, as culling sees a tab's
+                "--MappingKernelManager.cull_idle_timeout=3",
                 "--MappingKernelManager.cull_interval=1",
                 "--MappingKernelManager.cull_connected=False"],
 }  # fmt: skip

@@ -84,7 +84,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_pool(self, pool: int, timeout: float) -> float:
-        """Seconds until the pool of ready kernels is full (or ``pool == 0``: the server answers)."""
+        """Seconds until the pool of ready kernels is full and idle (``pool == 0``: answering)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:

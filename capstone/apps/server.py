@@ -55,7 +55,7 @@ MAX_PARTS = 1024  # header, parent header, metadata, content and up to 1,020 buf
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "app.ipynb"
 IDLE_TIMEOUT = 600  # seconds without kernel activity before a visitor's kernel is shut down
 TEMPLATES = Path(__file__).resolve().parent / "jupyter"  # voila/templates/capstone
-MAX_VISITORS = 30  # a class; each kernel holds about 100 MB at COCO size (README, "For instructors")
+MAX_VISITORS = 30  # a class; each kernel holds about 140 MB at COCO size (README: instructors)
 POOL_SIZE = MAX_VISITORS  # kernels kept ready, the page run: a class arriving at once meets them
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 SAME_SITE = ("same-origin", "none")  # Sec-Fetch-Site of the page itself, or a typed address
@@ -225,8 +225,15 @@ class Visitors:
         return len(self.kernels) + self.arriving
 
     def handed_out(self, kernel_id: str) -> None:
-        """A visit got its kernel."""
+        """A visit got its kernel: it counts, and it is as fresh as the visit for the culler."""
         self.kernels.add(kernel_id)
+        try:  # a kernel that waited in the pool longer than the idle timeout is not culled
+            # before the visitor's page connects to it
+            from jupyter_server._tz import utcnow
+
+            self.kernel_manager.get_kernel(kernel_id).last_activity = utcnow()
+        except KeyError:
+            pass
         visit = _VISIT.get()
         if visit is not None and "kernel" not in visit:
             visit["kernel"] = kernel_id
