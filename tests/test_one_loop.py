@@ -14,7 +14,8 @@ import pytest
 from test_triples import DATASET, EMBEDDINGS, TEXT
 
 from capstone.course.image import ImageEmbedder
-from capstone.course.train import PRESETS, epoch_triples, make_optimizer, train_epoch
+from capstone.course.train import PRESETS, make_optimizer, train_epoch
+from capstone.course.triples import epoch_triples
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_training.ipynb"
 
@@ -22,7 +23,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_training.ipyn
 def cell_containing(cells, marker: str) -> str:
     """The source of the one code cell that contains ``marker``, IPython magics left out."""
     found = [cell for cell in cells if marker in cell]
-    assert len(found) == 1, f"notebook 4 should have one code cell with {marker!r}, has {len(found)}"
+    assert len(found) == 1, f"notebook 4 needs one code cell with {marker!r}, has {len(found)}"
     return "\n".join(line for line in found[0].splitlines() if not line.startswith("%"))
 
 
