@@ -205,7 +205,7 @@ def test_ridge_solves_its_normal_equations_on_the_training_images():
 def test_ridge_is_in_compare_and_beats_the_untrained_model():
     trained, _ = train(DATASET, epochs=2, **FAST)
     table = compare(DATASET, trained, n_images=50)
-    assert list(table) == ["trained", "untrained", "ridge", "chance"]
+    assert list(table) == ["trained", "untrained", "ridge", "cca", "chance"]
     assert table["ridge"]["recall@10"] > table["untrained"]["recall@10"] + 0.3
     assert table["ridge"]["recall@10"] == evaluate(fit_ridge(DATASET, TEXT), DATASET,
                                                    n_images=50)["recall@10"]

@@ -29,6 +29,7 @@ NEGATIVES = ("hard", "random")  # capstone.course.triples.NEGATIVES
 EMBEDDERS = ("linear", "mlp")  # capstone.further.embedders.EMBEDDERS
 LOSSES = ("margin", "contrastive", "contrastive-both")  # capstone.further.losses.LOSSES
 WEIGHTINGS = ("idf", "mean", "sif")  # capstone.further.sif.WEIGHTINGS
+TEXT_MAPS = ("none", "linear")  # capstone.further.textmap.TEXT_MAPS
 PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) or class (COCO "
                "size within a class period; see the README)")
 
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--batch-size", type=int, help="captions per training step")
     command.add_argument("--standardize", action=argparse.BooleanOptionalAction,
                          help="standardise the features (mean and spread of the training images)")
+    command.add_argument("--text-map", choices=TEXT_MAPS,
+                         help="the text side: none (se_text as taught) or linear (a map of "
+                         "se_text trained with the image map; needs a contrastive loss)")
     command.add_argument("--weighting", choices=WEIGHTINGS, default="idf",
                          help="caption word weights: idf (default), mean or sif")
     command.set_defaults(func=train_command)
@@ -108,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.add_argument("--compare", action="store_true",
-                         help="also the untrained model, the ridge reference and chance")
+                         help="also the untrained model, the closed-form ridge and CCA "
+                         "references, and chance")
     command.set_defaults(func=evaluate_command)
 
     dedup = argparse.ArgumentParser(add_help=False)
@@ -245,7 +250,7 @@ def train_command(args) -> int:
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     changes = {name: getattr(args, name) for name in (
         "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
-        "batch_size", "standardize")}
+        "batch_size", "standardize", "text_map")}
     resolve_settings(args.preset, **changes)  # bad settings are refused before reading data
     with contextlib.redirect_stdout(sys.stderr):
         dataset = load_dataset(args.dataset)

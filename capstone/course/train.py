@@ -27,11 +27,14 @@ from mynn.optimizers import SGD, Adam
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from capstone.pipeline.calibration import calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
 from capstone.data.dataset import load_dataset
 from capstone.course.evaluate import evaluate
 from capstone.further.embedders import EMBEDDERS, new_image_embedder
 from capstone.further.losses import CONTRASTIVE, LOSSES
+from capstone.further.cca import start_text_map
+from capstone.further.textmap import TEXT_MAP_INITS, TEXT_MAPS
 from capstone.data.glove import load_word_vectors
 from capstone.ui.live import new_recorder
 from capstone.data.paths import default_model_path
@@ -63,12 +66,18 @@ class Settings:
     standardize: bool = True
     loss: str = "contrastive"
     temperature: float = 0.05
+    text_map: str = "none"
+    text_map_init: str = "identity"
 
     def __post_init__(self):
         for name, choices in (("optimizer", OPTIMIZERS), ("negatives", NEGATIVES),
-                              ("embedder", EMBEDDERS), ("loss", LOSSES)):
+                              ("embedder", EMBEDDERS), ("loss", LOSSES),
+                              ("text_map", TEXT_MAPS), ("text_map_init", TEXT_MAP_INITS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.text_map != "none" and self.loss == "margin":
+            raise ValueError("a text map is trained with a contrastive loss, not the margin "
+                             "loss: add --loss contrastive, or --text-map none")
         for name in ("epochs", "batch_size", "n_candidates", "hidden"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -164,6 +173,8 @@ def validation_triples(dataset, caption_embeddings) -> dict:
 def validation_metrics(image, dataset, caption_embeddings, validation, margin) -> dict:
     """Loss and accuracy on the hard validation triples, and accuracy on the random ones."""
     image_embeddings = image.embed(dataset.features)
+    if hasattr(image, "embed_text_rows"):  # a learned text map (capstone.further.textmap)
+        caption_embeddings = image.embed_text_rows(caption_embeddings)
     hard = triple_metrics(image_embeddings, caption_embeddings, validation["hard"], margin)
     random = triple_metrics(image_embeddings, caption_embeddings, validation["random"], margin)
     return {**hard, "accuracy_random": random["accuracy"]}
@@ -221,7 +232,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = new_image_embedder(settings, dataset, text.dim)
+    image = start_text_map(new_image_embedder(settings, dataset, text.dim), settings, dataset,
+                           text)
     optim = make_optimizer(settings, image.parameters)
     recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
         image, dataset, caption_embeddings, validation, settings.margin))
@@ -267,6 +279,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
         model.info["metrics"].update(evaluate(model, dataset))
+        model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
         if out is not None:
             model.save(out)
     history.figure = recorder.close() if plot else None

@@ -54,7 +54,10 @@ def contrastive_loss(image, text, good_features, bad_features, temperature, *,
     candidates, good, bad = candidate_columns(good_features, bad_features)
     embedded = image(candidates)
     embedded = embedded / mg.sqrt(mg.sum(embedded**2, axis=1, keepdims=True) + 1e-12)
-    cosines = mg.matmul(np.asarray(text, dtype=np.float32), embedded.T)
+    # a learned text map (capstone.further.textmap) maps the captions in the graph too
+    text = (image.map_text(text) if hasattr(image, "map_text")
+            else np.asarray(text, dtype=np.float32))
+    cosines = mg.matmul(text, embedded.T)
     loss = softmax_crossentropy(cosines / temperature, good)
     if image_to_text:
         owners = np.unique(good)  # the candidates that are some caption's own image

@@ -61,4 +61,4 @@ def fit_ridge(dataset, text, *, alpha: float = ALPHA, info: dict | None = None) 
 
 def ridge_like(model, dataset, *, alpha: float = ALPHA) -> SearchModel:
     """The ridge reference for a trained ``model``: its text embedder, record and margin."""
-    return fit_ridge(dataset, model.text, alpha=alpha, info=model.info)
+    return fit_ridge(dataset, model.plain_text, alpha=alpha, info=model.info)
