@@ -10,7 +10,8 @@ from test_triples import DATASET, TEXT
 from capstone.course.evaluate import attribute_precision, attribute_queries, held_out_images
 from capstone.course.image import ImageEmbedder
 from capstone.course.text import se_text, unit_rows
-from capstone.course.train import Settings, train
+from capstone.course.train import Settings
+from capstone.pipeline.training import train
 from capstone.data.model import SearchModel
 from capstone.further.cca import cca_model, fit_cca
 from capstone.further.textmap import MappedWordVectors, TwoTower
