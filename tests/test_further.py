@@ -283,11 +283,12 @@ def test_cli_evaluate_compare_has_a_ridge_column(small_sample, tmp_path, monkeyp
     status, out, _ = run(capsys, "evaluate", "--dataset", "coco", "--model", str(model),
                          "--compare", "--json")
     table = json.loads(out)
-    assert status == 0 and list(table) == ["trained", "untrained", "ridge", "chance"]
+    assert status == 0 and list(table) == ["trained", "untrained", "ridge", "cca", "chance"]
     assert table["ridge"]["recall@10"] > table["chance"]["recall@10"]
+    assert table["cca"]["recall@10"] > table["chance"]["recall@10"]
     status, out, _ = run(capsys, "evaluate", "--dataset", "coco", "--model", str(model),
                          "--compare")
-    assert out.splitlines()[0].split() == ["trained", "untrained", "ridge", "chance"]
+    assert out.splitlines()[0].split() == ["trained", "untrained", "ridge", "cca", "chance"]
 
 
 def test_cli_refuses_a_bad_hidden_width_in_one_line(capsys):
