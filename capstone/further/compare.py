@@ -17,13 +17,15 @@ from capstone.data.glove import load_glove
 from capstone.sample import KINDS, UNUSED_SYNONYMS
 from capstone.pipeline.training import train
 from capstone.further.ridge import fit_ridge
+from capstone.further.cca import cca_model
 from capstone.further.sif import fit_text_weighted
 
-KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10")
+KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10",
+        "attribute_precision@10")
 MARGIN = dict(loss="margin", batch_size=32, lr=3e-3, optimizer="adam", margin=0.1,
-              n_candidates=5)
+              n_candidates=5, text_map="none")
 CONTRASTIVE = dict(loss="contrastive", batch_size=128, lr=3e-3, optimizer="adam",
-                   temperature=0.05, n_candidates=5)
+                   temperature=0.05, n_candidates=5, text_map="none")
 VARIANTS = {
     "course: linear, margin, SGD": dict(MARGIN, embedder="linear", standardize=False, lr=1e-3,
                                         optimizer="sgd", margin=0.25, n_candidates=25),
@@ -36,6 +38,11 @@ VARIANTS = {
     "mlp, contrastive, standardised": dict(CONTRASTIVE, embedder="mlp", standardize=True),
     "linear, contrastive, standardised, sif": dict(CONTRASTIVE, embedder="linear",
                                                    standardize=True, weighting="sif"),
+    "linear, contrastive, standardised, text map": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear"),
+    "linear, contrastive, standardised, text map from CCA": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="cca"),
 }
 
 
@@ -52,7 +59,8 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
     seeds : sequence of int
         Training seeds (the train/validation split stays the dataset's).
     ridge : bool
-        Add a ``ridge`` row (``ridge, sif`` etc. for other weightings), which has no seed.
+        Add a ``ridge`` row (``ridge, sif`` etc. for other weightings) and, for the IDF
+        weighting, a ``cca`` row (:mod:`capstone.further.cca`); neither has a seed.
     report : callable, optional
         Called with ``(name, row)`` as each row is done (e.g. ``print``).
     extra : callable, optional
@@ -84,6 +92,10 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
                 rows[key] = summarise([measure(fit_ridge(dataset, texts[weighting]))])
                 if report:
                     report(key, rows[key])
+                if weighting == "idf":
+                    rows["cca"] = summarise([measure(cca_model(dataset, texts[weighting]))])
+                    if report:
+                        report("cca", rows["cca"])
         runs = []
         for seed in seeds:
             started = time.perf_counter()
