@@ -304,14 +304,14 @@ def test_compare_variants_trains_each_seed_and_adds_the_ridge_rows():
                 "sif": dict(weighting="sif", batch_size=64)}
     rows = compare_variants(DATASET, variants, seeds=(0, 1), glove=GLOVE, epochs=1,
                             n_candidates=10)
-    assert list(rows) == ["ridge", "linear, margin", "ridge, sif", "sif"]
+    assert list(rows) == ["ridge", "cca", "linear, margin", "ridge, sif", "sif"]
     assert len(rows["sif"]["per_seed"]["recall@1"]) == 2
     assert len(rows["ridge"]["per_seed"]["recall@1"]) == 1  # no seed: fitted once
     assert rows["ridge"]["recall@10"] == evaluate(fit_ridge(DATASET, TEXT), DATASET)["recall@10"]
     assert rows["sif"]["recall@1"] == pytest.approx(np.mean(rows["sif"]["per_seed"]["recall@1"]))
     table = markdown(rows).splitlines()
-    assert table[0].startswith("| model | recall@1") and len(table) == 2 + 4
-    assert "–" in table[3] and "–" not in table[2]  # a range where there are several seeds
+    assert table[0].startswith("| model | recall@1") and len(table) == 2 + 5
+    assert "–" in table[4] and "–" not in table[2]  # a range where there are several seeds
 
 
 class ExactIndex:

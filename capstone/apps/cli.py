@@ -252,6 +252,8 @@ def train_command(args) -> int:
     changes = {name: getattr(args, name) for name in (
         "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
         "batch_size", "standardize", "text_map")}
+    if args.weighting == "sif":  # a text map maps idf or mean sums, not SIF's
+        changes["text_map"] = changes["text_map"] or "none"
     resolve_settings(args.preset, **changes)  # bad settings are refused before reading data
     with contextlib.redirect_stdout(sys.stderr):
         dataset = load_dataset(args.dataset)

@@ -88,12 +88,20 @@ PRESETS = {
 
 
 def resolve_settings(preset=None, **changes) -> Settings:
-    """A preset (name, :class:`Settings` or ``None`` for ``"default"``) with ``changes`` applied."""
-    if isinstance(preset, Settings):
-        return preset.replace(**changes)
-    if (preset or "default") not in PRESETS:
+    """A preset (name, :class:`Settings` or ``None`` for ``"default"``) with ``changes`` applied.
+
+    A change that rules out the preset's text map, unless the text map is changed too, drops it
+    (the margin loss) or starts it from the identity (an embedder CCA cannot start).
+    """
+    if not isinstance(preset, Settings) and (preset or "default") not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    return PRESETS[preset or "default"].replace(**changes)
+    base = preset if isinstance(preset, Settings) else PRESETS[preset or "default"]
+    if base.text_map != "none" and changes.get("text_map") is None:
+        if changes.get("loss") == "margin":
+            changes["text_map"] = "none"
+        elif changes.get("embedder") == "mlp" or changes.get("standardize") is False:
+            changes["text_map_init"] = changes.get("text_map_init") or "identity"
+    return base.replace(**changes)
 
 
 def unit(x):

@@ -85,6 +85,8 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
     for name, variant in variants.items():
         variant = dict(variant)
         weighting = variant.pop("weighting", "idf")
+        if weighting == "sif":  # a text map maps idf or mean sums, not SIF's
+            variant.setdefault("text_map", "none")
         if weighting not in texts:
             texts[weighting] = fit_text_weighted(dataset, glove, weighting)
             if ridge:
