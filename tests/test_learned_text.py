@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, TEXT
 
 from capstone.course.evaluate import attribute_precision, attribute_queries, held_out_images
@@ -173,3 +174,46 @@ def test_training_calibrates_a_weak_score_that_the_file_keeps(mapped, tmp_path):
     assert loaded.info["calibration"] == calibration
     again = calibrate(mapped, DATASET)
     assert again["weak_score"] == calibration["weak_score"]  # measured, and reproducible
+
+
+def test_a_change_that_rules_out_the_text_map_drops_it_or_starts_it_plainly():
+    from capstone.course.train import resolve_settings
+
+    base = Settings(text_map="linear", text_map_init="cca")
+    assert resolve_settings(base, loss="margin").text_map == "none"
+    assert resolve_settings(base, embedder="mlp").text_map_init == "identity"
+    assert resolve_settings(base, standardize=False).text_map_init == "identity"
+    assert resolve_settings(base, epochs=2).text_map_init == "cca"
+    with pytest.raises(ValueError, match="contrastive"):
+        resolve_settings(base, loss="margin", text_map="linear")
+
+
+def test_a_model_saved_before_has_no_text_map_and_no_calibration():
+    from test_further import OLD_MODEL
+    from test_database import tiny_glove
+
+    old = SearchModel.load(OLD_MODEL, glove=tiny_glove())
+    assert "calibration" not in old.info and not hasattr(old.image, "text_map")
+    assert old.plain_text is old.text
+
+
+def test_cli_trains_a_text_map_and_keeps_it_and_the_calibration(small_sample, tmp_path,
+                                                                 monkeypatch, capsys):
+    import json
+
+    from capstone.apps.cli import main
+
+    monkeypatch.setenv("CAPSTONE_DATA_DIR", str(small_sample))
+    out = tmp_path / "model.npz"
+    assert main(["train", "--dataset", "coco", "--epochs", "1", "--text-map", "linear",
+                 "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "attribute_precision@10" in summary and "text_map" not in summary
+    with np.load(out) as arrays:
+        assert arrays["image_text_map"].shape == (50, 50)
+        info = json.loads(str(arrays["info"]))
+    assert info["settings"]["text_map"] == "linear"
+    assert isinstance(info["calibration"]["weak_score"], float)
+    assert main(["train", "--dataset", "coco", "--text-map", "linear", "--loss", "margin",
+                 "--out", str(out)]) == 2
+    assert "contrastive" in capsys.readouterr().err
