@@ -14,7 +14,7 @@ from capstone.course.text import se_text, unit_rows
 from capstone.course.train import Settings
 from capstone.pipeline.training import train
 from capstone.data.model import SearchModel
-from capstone.further.cca import cca_model, fit_cca
+from capstone.further.cca import cca_map, fit_cca
 from capstone.further.textmap import MappedWordVectors, TwoTower
 from capstone.pipeline.calibration import calibrate, isotonic
 
@@ -93,7 +93,7 @@ def test_cca_makes_the_two_sides_correlate_as_it_says():
 def test_cca_model_beats_an_untrained_one_and_trained_map_keeps_up(mapped):
     from capstone.course.evaluate import evaluate
 
-    closed = evaluate(cca_model(DATASET, TEXT), DATASET)
+    closed = evaluate(SearchModel(cca_map(DATASET, TEXT), TEXT), DATASET)
     trained = mapped.info["metrics"]
     assert closed["recall@10"] > 0.5 and trained["recall@10"] > 0.5
     assert trained["attribute_precision@10"] >= closed["attribute_precision@10"] - 0.1

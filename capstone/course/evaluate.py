@@ -249,6 +249,13 @@ def untrained_like(model):
     return SearchModel(image, model.text, {**model.info, "metrics": {}})
 
 
+def cca_like(model, dataset) -> SearchModel:
+    """The CCA reference for a trained ``model``: its ``se_text`` (without any text map)."""
+    info = {**model.info, "metrics": {}}
+    info["settings"] = {**info.get("settings", {}), "reference": "cca"}
+    return SearchModel(cca.cca_map(dataset, model.plain_text), model.plain_text, info)
+
+
 def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
     """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
     ridge map (:mod:`capstone.further.ridge`), the closed-form two-tower CCA map
@@ -256,7 +263,7 @@ def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
     {...}, "cca": {...}, "chance": {...}}`` (no per-concept or per-query keys).
     """
     models = {"trained": model, "untrained": untrained_like(model),
-              "ridge": ridge.ridge_like(model, dataset), "cca": cca.cca_like(model, dataset)}
+              "ridge": ridge.ridge_like(model, dataset), "cca": cca_like(model, dataset)}
     table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
              for name, each in models.items()}
     table["chance"] = chance(dataset, n_images=n_images, seed=seed)

@@ -15,8 +15,8 @@ sample among 0, 1/2, 1, 2 and 4). ``Y`` is not centred (second moments): the tex
 linear, without an offset, so that a query is still a weighted sum of its words' vectors
 (:mod:`capstone.further.textmap`); on the sample, centring with an offset did no better.
 
-:func:`fit_cca` solves it; :func:`cca_model` is the ``cca`` column of ``evaluate --compare``;
-:func:`start_text_map` starts a learned text map (``text_map="linear"``) from the identity or
+:func:`fit_cca` solves it and :func:`cca_map` makes it an embedder (the ``cca`` column of
+``evaluate --compare``); :func:`start_text_map` starts a learned text map (``text_map="linear"``) from the identity or
 from this solution (``text_map_init="cca"``).
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from capstone.course.image import ImageEmbedder
-from capstone.data.model import SearchModel
 from capstone.further.embedders import Standardized, feature_scaling
 from capstone.further.textmap import TwoTower
 
@@ -79,26 +78,14 @@ def inverse_sqrt(matrix) -> np.ndarray:
     return (vectors / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T
 
 
-def two_tower_of(solution: dict) -> TwoTower:
-    """The embedder of a :func:`fit_cca` solution: a standardised linear map and ``T``."""
+def cca_map(dataset, text) -> TwoTower:
+    """The CCA solution of ``dataset``'s training images and ``text`` (``se_text``) as an
+    embedder: a linear map of standardised features, and the text map ``T``."""
+    solution = fit_cca(dataset, text)
     weight = solution["image_weight"]
     inner = ImageEmbedder(*weight.shape)
     inner.set_arrays({"weight": weight, "bias": np.zeros(weight.shape[1], np.float32)})
     return TwoTower(Standardized(inner, solution["mean"], solution["std"]), solution["text_map"])
-
-
-def cca_model(dataset, text, *, info: dict | None = None) -> SearchModel:
-    """The CCA two-tower model of ``dataset``'s training images, with ``text`` (``se_text``)."""
-    info = dict(info or {"dataset": dataset.name})
-    info["settings"] = {**info.get("settings", {}), "reference": "cca",
-                        "regularization": REGULARIZATION}
-    info["metrics"] = {}
-    return SearchModel(two_tower_of(fit_cca(dataset, text)), text, info)
-
-
-def cca_like(model, dataset) -> SearchModel:
-    """The CCA reference for a trained ``model``: its ``se_text`` (without any text map)."""
-    return cca_model(dataset, model.plain_text, info=model.info)
 
 
 def start_text_map(image, settings, dataset, text):
@@ -115,4 +102,4 @@ def start_text_map(image, settings, dataset, text):
     if not (isinstance(image, Standardized) and isinstance(image.inner, ImageEmbedder)):
         raise ValueError("a text map starts from CCA only with a linear map of standardised "
                          "features: use --embedder linear --standardize")
-    return two_tower_of(fit_cca(dataset, text))
+    return cca_map(dataset, text)

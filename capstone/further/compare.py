@@ -14,10 +14,11 @@ import numpy as np
 
 from capstone.course.evaluate import evaluate
 from capstone.data.glove import load_glove
+from capstone.data.model import SearchModel
 from capstone.sample import KINDS, UNUSED_SYNONYMS
 from capstone.pipeline.training import train
 from capstone.further.ridge import fit_ridge
-from capstone.further.cca import cca_model
+from capstone.further.cca import cca_map
 from capstone.further.sif import fit_text_weighted
 
 KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10",
@@ -95,7 +96,9 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
                 if report:
                     report(key, rows[key])
                 if weighting == "idf":
-                    rows["cca"] = summarise([measure(cca_model(dataset, texts[weighting]))])
+                    closed = SearchModel(cca_map(dataset, texts["idf"]), texts["idf"],
+                                         {"dataset": dataset.name})
+                    rows["cca"] = summarise([measure(closed)])
                     if report:
                         report("cca", rows["cca"])
         runs = []
