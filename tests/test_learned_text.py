@@ -140,6 +140,9 @@ def test_attribute_precision_is_one_for_a_model_that_binds_and_counts_otherwise(
     assert perfect["mean"] == perfect["mean_pairs"] == perfect["mean_triples"] == 1.0
     held = set().union(*(attribute_queries(DATASET.scenes[int(i)]) for i in ids))
     assert set(perfect["per_query"]) == held and "a red boat on the water" in str(held)
+    from capstone.course.evaluate import chance
+
+    assert 0 < chance(DATASET)["attribute_precision@10"] < 0.4  # 10 n / N over min(10, n)
     blind = attribute_precision(SceneModel(DATASET, colour_blind=True), DATASET, ids)
     assert blind["mean_pairs"] < 1.0  # top 10s of one kind, every colour
     # one query by hand: hits in the top 10 over min(10, images that hold it)

@@ -239,6 +239,11 @@ def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = Tru
     metrics["i2t_median_rank"] = float(np.searchsorted(first_right_cdf, 0.5))
     if concepts and dataset.scenes:
         metrics["concept_precision@10"] = chance_concept_precision(dataset, image_ids)["mean"]
+        held = [attribute_queries(dataset.scenes[int(image_id)]) for image_id in image_ids]
+        counts = [sum(query in queries for queries in held)  # images that hold each query
+                  for query in set().union(*held)]
+        metrics["attribute_precision@10"] = float(np.mean(  # a random top 10 holds 10 n / N
+            [10 * count / n / min(10, count) for count in counts]))
     return metrics
 
 
