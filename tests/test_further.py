@@ -347,4 +347,5 @@ def test_the_tradeoff_measures_recall_against_the_exact_neighbours():
 def test_the_default_preset_is_the_contrastive_loss_on_standardised_features():
     default = PRESETS["default"]
     assert (default.loss, default.standardize, default.embedder) == ("contrastive", True, "linear")
+    assert (default.text_map, default.text_map_init) == ("linear", "cca")  # a learned text side
     assert PRESETS["margin"].loss == "margin" and not PRESETS["margin"].standardize
