@@ -17,7 +17,6 @@ Nothing is pickled (gensim's own ``save`` pickles its header, so it is not used)
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import zipfile
@@ -31,16 +30,14 @@ from capstone.errors import DataError, MissingFileError
 from capstone.data.paths import (
     DOWNLOAD_COMMAND,
     GLOVE_FILES,
-    announce_first_read,
-    atomic_write,
     cache_dir,
     coco_dir,
     cogworks_cache_dir,
     default_dataset_name,
     glove_name_for,
-    read_json,
-    write_json,
 )
+from capstone.data.store import derived_cache_path
+from capstone.files import announce_first_read, atomic_write, read_json, write_json
 
 if TYPE_CHECKING:  # gensim takes seconds to import: only the functions that need it do
     from gensim.models import KeyedVectors
@@ -172,9 +169,7 @@ def _read_glove_cache(folder: Path):
 
 def glove_cache_dir(path: os.PathLike | str) -> Path:
     """The cache folder of a word2vec text file, keyed by its resolved path."""
-    path = Path(path).resolve()
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    return cache_dir() / "glove" / f"{path.name}-{key}"
+    return derived_cache_path(path, "glove", "{name}-{key}", key_length=12)
 
 
 def parse_word2vec(path: os.PathLike | str) -> tuple:

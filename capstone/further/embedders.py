@@ -153,19 +153,19 @@ def feature_scaling(features) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0).astype(np.float32), np.maximum(std, floor).astype(np.float32)
 
 
-def new_image_embedder(settings, dataset, d_out: int):
+def new_image_embedder(settings, train_features, d_out: int):
     """The untrained embedder ``settings`` ask for (``embedder``, ``hidden``, ``standardize``).
 
-    Standardisation uses the mean and spread of ``dataset``'s training images only.
+    Standardisation uses the mean and spread of ``train_features`` (the training images' only).
     """
-    d_in = dataset.features.shape[1]
+    d_in = train_features.shape[1]
     if settings.embedder == "mlp":
         image = MLPEmbedder(d_in, d_out, hidden=settings.hidden, seed=settings.seed)
     else:
         image = ImageEmbedder(d_in, d_out, seed=settings.seed)
     if not settings.standardize:
         return image
-    return Standardized(image, *feature_scaling(dataset.features_of(dataset.train_image_ids)))
+    return Standardized(image, *feature_scaling(train_features))
 
 
 def untrained_copy(image, seed: int = 0):

@@ -13,13 +13,14 @@ trained now, with a line saying so and how long it takes, and a progress bar.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
 from capstone.data.captions import load_caption_store
 from capstone.data.dataset import dataset_files, load_dataset, read_captions, rows_of_features
-from capstone.search.database import SearchDatabase
+from capstone.search.database import SearchDatabase, add_saved_images
 from capstone.data.model import load_model
 from capstone.data.paths import (check_dataset_name, default_database_path, default_dataset_name,
                     default_model_path, say)
@@ -76,7 +77,8 @@ class SearchView:
 
 
 def load_search_view(name: str | None = None) -> SearchView:
-    """A dataset's :class:`SearchView` (``name`` as in :func:`capstone.data.dataset.load_dataset`)."""
+    """A dataset's :class:`SearchView` (``name`` as in
+    :func:`capstone.data.dataset.load_dataset`)."""
     files = dataset_files(name)
     store = load_caption_store(files["captions"], read_captions, files["remedy"])
     feature_ids = load_feature_ids(files["features"], files["remedy"])
@@ -101,7 +103,9 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
     -------
     SearchDatabase
         Loaded when the saved one matches the model and the images, else built (saying so)
-        from the full dataset and saved.
+        from the full dataset and saved; with the images ``python -m capstone add`` added; when
+        ``$CAPSTONE_MILVUS_URI`` is set, answering from a Milvus collection ``capstone_<dataset>``
+        there (:mod:`capstone.search.milvus`).
     """
     if dataset is None or isinstance(dataset, str):
         name = check_dataset_name(dataset) if dataset else default_dataset_name(announce=True)
@@ -114,18 +118,23 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
             model = load_model(model, dataset=view.name)
     path = path or default_database_path(view.name)
     try:
-        return SearchDatabase.load(path, model, view)
+        database = SearchDatabase.load(path, model, view)
     except (OSError, ValueError):  # missing, stale or damaged: build it from the dataset
-        pass
-    say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
-    full = view if hasattr(view, "captions") else load_dataset(view.name)
-    database = SearchDatabase.build(model, full)
-    database.save(path)
+        say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
+        full = view if hasattr(view, "captions") else load_dataset(view.name)
+        database = SearchDatabase.build(model, full)
+        database.save(path)
+    add_saved_images(database)  # the images `python -m capstone add` added, embedded by this model
+    if os.environ.get("CAPSTONE_MILVUS_URI"):  # answer from Milvus (a server many processes share)
+        from capstone.search.ann import use_index
+
+        use_index(database, "milvus", collection=f"capstone_{view.name}")
     return database
 
 
 def training_estimate(dataset, settings) -> float:
-    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on ``dataset``."""
+    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on
+    ``dataset``."""
     n_triples = int(np.count_nonzero(dataset.train_captions_mask))
     n_batches = -(-n_triples // settings.batch_size)
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
@@ -150,7 +159,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     progress : bool
         Show the progress bars.
     **changes
-        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train` takes them.
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train`
+        takes them.
 
     Returns
     -------

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from capstone.course.evaluate import evaluate
 from capstone.course.text import TextEmbedder
-from capstone.course.train import (epoch_triples, make_optimizer, resolve_settings, train_epoch,
-                                   validation_metrics, validation_triples)
+from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
+from capstone.course.triples import epoch_triples, validation_triples
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
 from capstone.data.paths import default_model_path
@@ -114,8 +114,9 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = start_text_map(new_image_embedder(settings, dataset, text.dim), settings, dataset,
-                           text)
+    image = start_text_map(
+        new_image_embedder(settings, dataset.features_of(dataset.train_image_ids), text.dim),
+        settings, dataset, text)
     optim = make_optimizer(settings, image.parameters)
     text_side = getattr(image, "map_text", None)  # a learned text map (capstone.further.textmap)
     loss_of = loss_for(settings, text_side)
@@ -123,7 +124,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     def validate():  # with a text map, the validation captions as it maps them now
         captions = (caption_embeddings if text_side is None
                     else image.embed_text_rows(caption_embeddings))
-        return validation_metrics(image, dataset, captions, validation, settings.margin)
+        return validation_metrics(image, dataset.features, captions, validation,
+                                  settings.margin)
 
     recorder = new_recorder(plot, live, validate=validate)  # also mid-epoch
     history = History(recorder=recorder)
@@ -161,12 +163,14 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         for bar in bars:
             bar.close()
 
-    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
     model = checkpoint.best_model()
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
-        model.info["metrics"].update(evaluate(model, dataset))
+        captions = (caption_embeddings if text_side is None  # the model's, not made twice
+                    else model.image.embed_text_rows(caption_embeddings))
+        model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=captions,
+                                              validation=validation))
         model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
         if out is not None:
             model.save(out)
