@@ -12,6 +12,7 @@ Screenshots go to ``build/screenshots/``. The kernel-freeing tests start the sea
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -307,7 +308,9 @@ def test_a_closed_search_page_frees_its_kernel(database, browser, how):
         page.goto(app.base_url + "/", timeout=PAGE_TIMEOUT_MS)
         page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
         search(page, database, "a red boat on the water")  # through the websocket guard
-        (kernel,) = app.kernels()
+        kernel_id = re.search(r'kernelId": "([0-9a-f-]+)"', page.content()).group(1)
+        # the page's kernel, among those the server keeps ready for the next visitors
+        (kernel,) = [k for k in app.kernels() if kernel_id in " ".join(k.cmdline())]
         assert kernel.is_running()
         if how == "leave-page":
             page.goto("about:blank")

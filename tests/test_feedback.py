@@ -261,3 +261,18 @@ def test_a_raw_cosine_separates_absent_things_poorly_on_the_sample(sample_db):
           f"{min(concepts):.2f}-{max(concepts):.2f}, colour + kind + place "
           f"{min(scenes):.2f}-{max(scenes):.2f}")
     assert min(concepts + scenes) < max(absent) and min(absent) < max(concepts + scenes)
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_feedback_works_on_an_index(sample_db, kind):
+    """An index answers the updated query vector as it answers any other (capstone.search.ann)."""
+    from capstone.search.ann import use_index
+
+    indexed = use_index(SearchDatabase(sample_db.image_ids, sample_db.embeddings, sample_db.model,
+                                       sample_db.dataset), kind)
+    first = ids(sample_db.query("a red kite", 10))
+    plain = sample_db.search("a red kite", 10, like=first[3:4], unlike=first[:1])
+    found = indexed.search("a red kite", 10, like=first[3:4], unlike=first[:1])
+    assert found.update == plain.update
+    overlap = len(set(ids(found.results)) & set(ids(plain.results)))
+    assert overlap == 10 if kind == "exact" else overlap >= 8

@@ -312,20 +312,31 @@ def train_command(args) -> int:
         "batch_size", "standardize", "text_map")}
     if args.weighting == "sif":  # a text map maps idf or mean sums, not SIF's
         changes["text_map"] = changes["text_map"] or "none"
-    resolve_settings(args.preset, **changes)  # bad settings are refused before reading data
+    settings = resolve_settings(args.preset, **changes)  # bad settings: refused before any data
     with contextlib.redirect_stdout(sys.stderr):
         dataset = load_dataset(args.dataset)
         text = None
         if args.weighting != "idf":
             text = fit_text_weighted(dataset, load_glove(dataset.glove_name), args.weighting)
+        progress = sys.stderr.isatty()  # bars on a terminal; else a line per epoch (a log)
         model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
-                               progress=sys.stderr.isatty(), **changes)
+                               progress=progress, **changes,
+                               on_epoch=None if progress else epoch_printer(settings.epochs))
     saved = not history.interrupted or history.best_epoch > 0
     summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
                "checksum": model.checksum, "interrupted": history.interrupted,
                "best_epoch": history.best_epoch, **model.info.get("metrics", {})}
     print(json_text(summary))
     return 130 if history.interrupted else 0
+
+
+def epoch_printer(epochs: int):
+    """``on_epoch`` for :func:`capstone.course.train.train`: one line per epoch on stderr."""
+    def print_epoch(record: dict) -> None:
+        print(f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+              f"validation accuracy {record['val_accuracy']:.3f} ({record['seconds']:.0f} s)",
+              file=sys.stderr, flush=True)
+    return print_epoch
 
 
 def evaluate_command(args) -> int:

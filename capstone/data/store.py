@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from capstone.errors import DataError, MissingFileError
 from capstone.data.paths import cache_dir
-from capstone.files import announce_first_read, atomic_write, notice
+from capstone.files import announce_first_read, atomic_write, notice, say
 
 FEATURE_DIM = 512
 
@@ -113,7 +114,8 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
         if arrays is not None:
             break
     else:
-        announce_first_read(path, "converting it once to a float32 .npz cache")
+        announced = announce_first_read(path, "converting it once to a float32 .npz cache")
+        started = time.perf_counter()
         arrays = _finite_rows(*_read_features_pickle(path, remedy))
         for cache in caches:
             try:
@@ -122,6 +124,8 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
                 break
             except OSError:  # a read-only folder, a full disk: try the next place, else none
                 continue
+        if announced:
+            say(f"  done in {time.perf_counter() - started:.0f} s")
     image_ids, features, nonfinite_ids = arrays
     if len(nonfinite_ids):
         shown = ", ".join(map(str, nonfinite_ids[:5].tolist()))

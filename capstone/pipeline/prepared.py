@@ -13,8 +13,10 @@ trained now, with a line saying so and how long it takes, and a progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -171,6 +173,52 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
         return load_model(path, dataset=name)  # nothing else is read for a saved model
     except FileNotFoundError:
         pass
+    out = path or default_model_path(name)
+    with training_lock(out) as waited:
+        if waited:  # another kernel or command trained it meanwhile
+            try:
+                return load_model(path, dataset=name)
+            except FileNotFoundError:
+                pass  # it failed or was interrupted: train here
+        return _train_now(dataset, name, out, preset, progress, changes)
+
+
+@contextlib.contextmanager
+def training_lock(model_path):
+    """Hold the lock on training ``model_path``; yields whether another holder was waited for.
+
+    Two visitors of the app (or two notebooks) with no saved model would otherwise train the
+    same model at once, each at full memory: the second one says it waits, then loads the first
+    one's model. The lock is ``MODEL.lock`` beside the model file, released when its holder ends
+    (even killed); where file locks are unavailable, nothing is locked.
+    """
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = model_path.with_name(model_path.name + ".lock")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield False
+        return
+    with open(lock_path, "a+") as lock:
+        waited = False
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"Another process is training {model_path} now (one training at a time): "
+                f"waiting for it to finish, then using its model.")
+            started = time.perf_counter()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            say(f"done waiting ({time.perf_counter() - started:.0f} s)")
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _train_now(dataset, name, out, preset, progress, changes):
+    """Train and save the model :func:`load_or_train` did not find, saying so first."""
     from capstone.course.train import resolve_settings
     from capstone.pipeline.training import train  # training's libraries load only when it runs
 
@@ -179,7 +227,6 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     settings = resolve_settings(preset, **changes)
     minutes = training_estimate(dataset, settings) / 60
     took = f"about {minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
-    out = path or default_model_path(dataset.name)
     say(f"No saved model for {dataset.name}: training one now ({preset!r} preset, "
         f"{settings.epochs} epoch{'s' * (settings.epochs != 1)}, {took}); it is saved to {out}. "
         f"`python -m capstone train --dataset {dataset.name} --preset {preset}` does this "

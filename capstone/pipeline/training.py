@@ -23,6 +23,7 @@ from capstone.course.evaluate import evaluate
 from capstone.course.text import TextEmbedder
 from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
 from capstone.course.triples import epoch_triples, validation_triples
+from capstone.data.captions import Texts
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
 from capstone.data.paths import default_model_path
@@ -80,7 +81,7 @@ class EpochWatch:
 
 
 def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
-          progress=True, on_batch=None, preset=None, **changes):
+          progress=True, on_batch=None, on_epoch=None, preset=None, **changes):
     """Train an image embedder on a dataset's training images; return the best model.
 
     Parameters
@@ -95,8 +96,9 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     out : path-like or False, optional
         Where each improving epoch is saved (default: the dataset's model path; ``False``: not
         saved); a bad path is refused before training.
-    plot, live, progress, on_batch
-        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``.
+    plot, live, progress, on_batch, on_epoch
+        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``,
+        ``on_epoch(record)`` after each epoch (its :attr:`History.records` row).
 
     Returns
     -------
@@ -115,7 +117,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
     image = start_text_map(
-        new_image_embedder(settings, dataset.features_of(dataset.train_image_ids), text.dim),
+        new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
+                           rows=dataset.rows(dataset.train_image_ids)),
         settings, dataset, text)
     optim = make_optimizer(settings, image.parameters)
     text_side = getattr(image, "map_text", None)  # a learned text map (capstone.further.textmap)
@@ -155,6 +158,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             bars[0].update()
             if checkpoint.update(epoch, val):
                 history.best_epoch = epoch
+            if on_epoch:
+                on_epoch(history.records[-1])
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"interrupted in epoch {epoch}: returning the best model so far "
@@ -181,5 +186,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
 def fit_text(dataset, glove=None) -> TextEmbedder:
     """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
+    mask = dataset.train_captions_mask
+    captions = (dataset.captions[mask] if isinstance(dataset.captions, Texts)  # no str copies
+                else [text for text, keep in zip(dataset.captions, mask) if keep])
     return TextEmbedder.fit(captions, glove, dataset.glove_name)

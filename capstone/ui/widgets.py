@@ -22,6 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import validate
 
+from capstone.data.glove import GLOVE_NAMES, common_words
 from capstone.ui.display import load_image
 from capstone.search.query import COMMON_WORDS, NUMBER_WORDS, corrector_for, format_why
 from capstone.course.text import STOP_WORDS
@@ -51,14 +52,21 @@ def example_words(model, n: int = 3, embeddings=None, candidates: int = 200) -> 
     ("boats" after "boat") or is a near synonym of it (GloVe cosine of 0.7 or more: "homes"
     after "houses") is skipped.
     """
-    glove = model.text.glove
-    order = np.argsort(np.asarray(model.text.idf), kind="stable")
-    words = [word for word in map(str, np.asarray(model.text.vocab)[order])
+    # the vocabulary's embedder and vectors: the full GloVe's 400,000 words would cost each
+    # visitor's kernel of the app about 80 MB (the words' ranks come from GloVe's word list)
+    text = model.text_for([]) if hasattr(model, "text_for") else model.text
+    glove = text.glove
+    if text.glove_name in GLOVE_NAMES:
+        common = common_words(text.glove_name, COMMON_WORDS)
+    else:  # word vectors given by hand: their own order
+        common = set(glove.index_to_key[:COMMON_WORDS])
+    order = np.argsort(np.asarray(text.idf), kind="stable")
+    words = [word for word in map(str, np.asarray(text.vocab)[order])
              if word.isalpha() and word not in STOP_WORDS and word not in NUMBER_WORDS
-             and glove.key_to_index[word] < COMMON_WORDS][:candidates]
+             and word in common][:candidates]
     if embeddings is not None and len(words):
         embeddings = np.asarray(embeddings)[:: max(1, len(embeddings) // 2000)]  # a sample will do
-        spread = (embeddings @ model.text.embed(words).T).std(axis=0)
+        spread = (embeddings @ text.embed(words).T).std(axis=0)
         words = [words[i] for i in np.argsort(-spread, kind="stable")]
     chosen = []
     for word in words:
@@ -143,7 +151,9 @@ class SearchBox(widgets.VBox):
         self.anchor = None
         self.like, self.unlike, self._weak_wanted = [], [], False
         self._examples = ", ".join(example_words(db.model, embeddings=db.embeddings))
-        corrector_for(db.model.text)  # built now, not by the first search's worker thread
+        # built now, not by the first search's worker thread: the vocabulary's (a query of known
+        # words needs no more; an unknown word reads the full GloVe then, in that kernel only)
+        corrector_for(db.model.text_for([]) if hasattr(db.model, "text_for") else db.model.text)
         self.query = widgets.Text(
             placeholder="a dog catching a frisbee",
             continuous_update=True,
