@@ -47,7 +47,7 @@ def calibrate(model, dataset, *, n_images: int = 1000, n_queries: int = N_QUERIE
     captions, owners = query_captions(dataset, image_ids)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(captions), min(n_queries, len(captions)), replace=False))
-    queries = [rewrite(captions[i], "first_three") for i in chosen]
+    queries = [rewrite(captions[i], "truncated") for i in chosen]
     keep = [i for i, query in enumerate(queries) if query]
     queries, own = [queries[i] for i in keep], np.searchsorted(image_ids, owners[chosen[keep]])
     shows = image_words(dataset, image_ids)
