@@ -231,7 +231,8 @@ def test_a_weight_makes_a_word_count_more(sample_db):
 
     plain, weighted = red_share("red boat"), red_share("3:red boat")
     # sample v3 scenes may hold a second, smaller object of another colour: compare, don't fix
-    assert weighted[0] >= plain[0] + 0.2 and weighted[1] > plain[1] + 0.1
+    # (the text-map default may already find only red scenes: then a weight cannot add more)
+    assert weighted[0] >= min(1.0, plain[0] + 0.2) and weighted[1] > plain[1] + 0.1
     assert sample_db.query("red:3 boat", 10) == sample_db.query("3:red boat", 10)
 
 

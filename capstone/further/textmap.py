@@ -46,7 +46,10 @@ class MappedRows:
         return self.shape[0]
 
     def __getitem__(self, index):
-        return np.asarray(self.vectors[index], dtype=np.float32) @ self.weight
+        # in float64, then rounded: a row maps to the same float32 values however many rows are
+        # read with it (the vocabulary's few or the full GloVe's), so both give the same search
+        mapped = np.asarray(self.vectors[index], dtype=np.float64) @ self.weight.astype(np.float64)
+        return mapped.astype(np.float32)
 
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self[:], dtype=dtype)
