@@ -4,8 +4,9 @@
 [--images N] [--sif] [--synonyms] [--json PATH]`` trains each variant of
 :data:`capstone.pipeline.compare.VARIANTS` on the sample (30 epochs by default) once per seed,
 evaluates it on the validation images, and prints one line per variant as it finishes, then a
-Markdown table (mean and range over the seeds). The ``ridge`` row is the closed-form reference
-(:mod:`capstone.further.ridge`), which needs no seed.
+Markdown table (mean and range over the seeds). The ``ridge`` and ``cca`` rows are the
+closed-form references (:mod:`capstone.further.ridge`, :mod:`capstone.further.cca`), which need
+no seed.
 
 ``--images 1010`` uses a smaller sample instead (generated once in the cache): 800 training and
 200 validation images, the size of the held-out real-data check. ``--sif`` adds the variants
@@ -43,8 +44,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     variants = {name: VARIANTS[name] for name in (args.only or VARIANTS)}
     if args.sif:
-        variants |= {f"{name}, sif": {**spec, "weighting": "sif"}
-                     for name, spec in variants.items()}
+        variants |= {f"{name}, sif": {**spec, "weighting": "sif"}  # a text map needs idf
+                     for name, spec in variants.items() if spec.get("text_map") == "none"}
     changes = {"epochs": args.epochs} if args.epochs else {}
 
     def report(name, row):
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     rows = compare_variants(dataset_of(args), variants, seeds=args.seeds, report=report,
                             extra=extra, **changes)
     size = f" of {args.images} images" if args.images else ""
-    keys = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10")
+    keys = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10",
+            "attribute_precision@10")
     print(f"\nseeds {args.seeds}, dataset {args.dataset}{size}\n" + markdown(rows, keys))
     if args.synonyms:
         words = [key for key in next(iter(rows.values())) if key.startswith("P@10 ")]

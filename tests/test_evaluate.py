@@ -95,7 +95,7 @@ def trained():
 
 def test_trained_beats_untrained_and_chance(trained):
     table = compare(DATASET, trained, n_images=50)
-    assert set(table) == {"trained", "untrained", "ridge", "chance"}  # ridge: test_further.py
+    assert set(table) == {"trained", "untrained", "ridge", "cca", "chance"}  # ridge: test_further.py
     good, base, luck = table["trained"], table["untrained"], table["chance"]
     for name in ("triple_accuracy", "recall@1", "recall@5", "recall@10", "i2t_recall@5",
                  "concept_precision@10"):
@@ -158,7 +158,7 @@ def test_cli_evaluate_json_and_table(small_sample, tmp_path, monkeypatch, capsys
     assert metrics["n_images"] == 40  # every validation image of 198 with features
     assert main(["evaluate", "--dataset", "coco", "--compare"]) == 0
     table = capsys.readouterr().out
-    assert table.splitlines()[0].split() == ["trained", "untrained", "ridge", "chance"]
+    assert table.splitlines()[0].split() == ["trained", "untrained", "ridge", "cca", "chance"]
     assert any(line.startswith("median_rank") for line in table.splitlines())
 
 

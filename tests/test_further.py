@@ -31,7 +31,8 @@ from capstone.course.train import PRESETS, Settings, unit
 from capstone.pipeline.compare import compare, fit_ridge, untrained_like
 from capstone.pipeline.training import train
 
-FAST = dict(text=TEXT, out=False, plot=False, progress=False, n_candidates=10)
+# from a random start (the default's text map starts from CCA: tests/test_learned_text.py)
+FAST = dict(text=TEXT, out=False, plot=False, progress=False, n_candidates=10, text_map="none")
 OLD_MODEL = Path(__file__).parent / "data" / "model-before-further.npz"
 
 
@@ -217,7 +218,7 @@ def test_ridge_solves_its_normal_equations_on_the_training_images():
 def test_ridge_is_in_compare_and_beats_the_untrained_model():
     trained, _ = train(DATASET, epochs=2, **FAST)
     table = compare(DATASET, trained, n_images=50)
-    assert list(table) == ["trained", "untrained", "ridge", "chance"]
+    assert list(table) == ["trained", "untrained", "ridge", "cca", "chance"]
     assert table["ridge"]["recall@10"] > table["untrained"]["recall@10"] + 0.3
     assert table["ridge"]["recall@10"] == evaluate(fit_ridge(DATASET, TEXT), DATASET,
                                                    n_images=50)["recall@10"]
@@ -258,9 +259,9 @@ def run(capsys, *argv):
 
 @pytest.mark.parametrize("flags, settings, kind", [
     (["--embedder", "mlp", "--hidden", "16"], {"embedder": "mlp", "hidden": 16},
-     "mlp, standardised"),
+     "mlp, standardised, text map"),
     (["--loss", "contrastive", "--temperature", "0.1", "--no-standardize"],
-     {"loss": "contrastive", "temperature": 0.1, "standardize": False}, "linear"),
+     {"loss": "contrastive", "temperature": 0.1, "standardize": False}, "linear, text map"),
     (["--preset", "course", "--weighting", "sif"], {"loss": "margin", "optimizer": "sgd"},
      "linear"),
 ])
@@ -286,11 +287,12 @@ def test_cli_evaluate_compare_has_a_ridge_column(small_sample, tmp_path, monkeyp
     status, out, _ = run(capsys, "evaluate", "--dataset", "coco", "--model", str(model),
                          "--compare", "--json")
     table = json.loads(out)
-    assert status == 0 and list(table) == ["trained", "untrained", "ridge", "chance"]
+    assert status == 0 and list(table) == ["trained", "untrained", "ridge", "cca", "chance"]
     assert table["ridge"]["recall@10"] > table["chance"]["recall@10"]
+    assert table["cca"]["recall@10"] > table["chance"]["recall@10"]
     status, out, _ = run(capsys, "evaluate", "--dataset", "coco", "--model", str(model),
                          "--compare")
-    assert out.splitlines()[0].split() == ["trained", "untrained", "ridge", "chance"]
+    assert out.splitlines()[0].split() == ["trained", "untrained", "ridge", "cca", "chance"]
 
 
 def test_cli_refuses_a_bad_hidden_width_in_one_line(capsys):
@@ -306,14 +308,14 @@ def test_compare_variants_trains_each_seed_and_adds_the_ridge_rows():
                 "sif": dict(weighting="sif", batch_size=64)}
     rows = compare_variants(DATASET, variants, seeds=(0, 1), glove=GLOVE, epochs=1,
                             n_candidates=10)
-    assert list(rows) == ["ridge", "linear, margin", "ridge, sif", "sif"]
+    assert list(rows) == ["ridge", "cca", "linear, margin", "ridge, sif", "sif"]
     assert len(rows["sif"]["per_seed"]["recall@1"]) == 2
     assert len(rows["ridge"]["per_seed"]["recall@1"]) == 1  # no seed: fitted once
     assert rows["ridge"]["recall@10"] == evaluate(fit_ridge(DATASET, TEXT), DATASET)["recall@10"]
     assert rows["sif"]["recall@1"] == pytest.approx(np.mean(rows["sif"]["per_seed"]["recall@1"]))
     table = markdown(rows).splitlines()
-    assert table[0].startswith("| model | recall@1") and len(table) == 2 + 4
-    assert "–" in table[3] and "–" not in table[2]  # a range where there are several seeds
+    assert table[0].startswith("| model | recall@1") and len(table) == 2 + 5
+    assert "–" in table[4] and "–" not in table[2]  # a range where there are several seeds
 
 
 class ExactIndex:
@@ -349,4 +351,5 @@ def test_the_tradeoff_measures_recall_against_the_exact_neighbours():
 def test_the_default_preset_is_the_contrastive_loss_on_standardised_features():
     default = PRESETS["default"]
     assert (default.loss, default.standardize, default.embedder) == ("contrastive", True, "linear")
+    assert (default.text_map, default.text_map_init) == ("linear", "cca")  # a learned text side
     assert PRESETS["margin"].loss == "margin" and not PRESETS["margin"].standardize

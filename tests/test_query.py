@@ -218,8 +218,8 @@ def test_the_words_under_a_result_leave_out_stop_words_and_zero_shares(sample_db
 def test_minus_water_finds_boats_that_are_not_on_water(sample_db):
     plain = scenes_of(sample_db, sample_db.query("boat", 10))
     minus = scenes_of(sample_db, sample_db.query("boat -water", 10))
-    assert sum(scene["background"] == "water" for scene in plain) >= 5
-    assert sum(scene["background"] == "water" for scene in minus) <= 2
+    on_water = [sum(scene["background"] == "water" for scene in found) for found in (plain, minus)]
+    assert on_water[0] >= 3 and on_water[1] <= 2 and on_water[1] < on_water[0], on_water
     assert sum("boat" in kinds(scene) for scene in minus) >= 8
 
 
@@ -231,7 +231,8 @@ def test_a_weight_makes_a_word_count_more(sample_db):
 
     plain, weighted = red_share("red boat"), red_share("3:red boat")
     # sample v3 scenes may hold a second, smaller object of another colour: compare, don't fix
-    assert weighted[0] >= plain[0] + 0.2 and weighted[1] > plain[1] + 0.1
+    # (the text-map default may already find only red scenes: then a weight cannot add more)
+    assert weighted[0] >= min(1.0, plain[0] + 0.2) and weighted[1] > plain[1] + 0.1
     assert sample_db.query("red:3 boat", 10) == sample_db.query("3:red boat", 10)
 
 

@@ -109,7 +109,8 @@ def test_a_nan_row_leaves_training_search_similar_and_tags_correct(nan_env, caps
     model_path, bad, n_good = nan_env
     status, out, err = run(capsys, "train", "--epochs", "3", "--out", str(model_path))
     summary = strict_json(out)
-    assert status == 0 and summary["best_epoch"] >= 1 and summary["triple_accuracy"] > 0.5
+    # best_epoch may be 0: the default's text map starts from CCA, which 3 epochs need not beat
+    assert status == 0 and summary["epochs_run"] == 3 and summary["triple_accuracy"] > 0.5
     assert any("3 image(s) with non-finite features" in line for line in err)
 
     status, out, _ = run(capsys, "search", "--json", "--k", "5", "a red boat")
@@ -335,9 +336,11 @@ def test_train_out_on_a_full_disk_is_one_line_and_leaves_no_partial_file(nan_env
 
     monkeypatch.setattr(capstone.data.store.np, "savez", savez)
     status, out_text, err = run(capsys, "train", "--epochs", "2", "--out", str(out))
-    assert status == 2 and out_text == "" and len(err) == 1, err
-    assert err[0] == (f"error: no space left on device writing {out}: free some space or write "
-                      "it to another disk")
+    # the error is one line; before it, at most the log's line per epoch (the default's CCA
+    # start may not be beaten by an epoch, so the first write is the final one)
+    assert status == 2 and out_text == "" and all(line.startswith("epoch ") for line in err[:-1])
+    assert err[-1] == (f"error: no space left on device writing {out}: free some space or write "
+                       "it to another disk")
     assert list(out.parent.iterdir()) == []
 
 

@@ -31,6 +31,7 @@ NEGATIVES = ("hard", "random")  # capstone.course.triples.NEGATIVES
 EMBEDDERS = ("linear", "mlp")  # capstone.further.embedders.EMBEDDERS
 LOSSES = ("margin", "contrastive", "contrastive-both")  # capstone.further.losses.LOSSES
 WEIGHTINGS = ("idf", "mean", "sif")  # capstone.further.sif.WEIGHTINGS
+TEXT_MAPS = ("none", "linear")  # capstone.further.textmap.TEXT_MAPS
 PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) or class (COCO "
                "size within a class period; see the README)")
 
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--batch-size", type=int, help="captions per training step")
     command.add_argument("--standardize", action=argparse.BooleanOptionalAction,
                          help="standardise the features (mean and spread of the training images)")
+    command.add_argument("--text-map", choices=TEXT_MAPS,
+                         help="the text side: none (se_text as taught) or linear (a map of "
+                         "se_text trained with the image map; needs a contrastive loss)")
     command.add_argument("--weighting", choices=WEIGHTINGS, default="idf",
                          help="caption word weights: idf (default), mean or sif")
     command.set_defaults(func=train_command)
@@ -130,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.add_argument("--compare", action="store_true",
-                         help="also the untrained model, the ridge reference and chance")
+                         help="also the untrained model, the closed-form ridge and CCA "
+                         "references, and chance")
     command.add_argument("--rewrites", action="store_true",
                          help="search MRR on the validation captions as typed: verbatim, keywords, "
                          "truncated and with a typo (the course benchmark's rewrites), with chance")
@@ -329,7 +334,9 @@ def train_command(args) -> int:
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     changes = {name: getattr(args, name) for name in (
         "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
-        "batch_size", "standardize")}
+        "batch_size", "standardize", "text_map")}
+    if args.weighting == "sif":  # a text map maps idf or mean sums, not SIF's
+        changes["text_map"] = changes["text_map"] or "none"
     settings = resolve_settings(args.preset, **changes)  # bad settings: refused before any data
     # One training at a time writes `out`: the model this run reports is the one in the file.
     with contextlib.redirect_stdout(sys.stderr), writer_lock(out):
@@ -341,7 +348,7 @@ def train_command(args) -> int:
         model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
                                progress=progress, **changes,
                                on_epoch=None if progress else epoch_printer(settings.epochs))
-    if history.best_epoch == 0 and not history.interrupted:
+    if history.best_epoch == 0 and not history.interrupted and not settings.starts_trained:
         accuracy = model.info.get("metrics", {}).get("triple_accuracy")
         raise DataError(f"no epoch did better than the untrained model (validation accuracy "
                         f"{accuracy if accuracy is None else round(accuracy, 3)}), so {out} was "

@@ -125,6 +125,46 @@ def concept_precision(model, dataset, image_ids, k: int = 10) -> dict:
     return {"mean": float(np.mean(list(per_concept.values()))), "per_concept": per_concept}
 
 
+# where a combination query puts its background, in the captions' most common wording
+PLACES = {"grass": "on the grass", "sky": "in the sky", "water": "on the water",
+          "sand": "on the sand", "snow": "in the snow", "night": "at night"}
+
+
+def attribute_queries(scene: dict) -> dict:
+    """``{query: (color, kind, background or None)}`` of the combinations a scene holds: each
+    object's "a red boat", and with the background "a red boat on the water"."""
+    queries = {}
+    for item in scene["objects"]:
+        pair = f"a {item['color']} {item['kind']}"
+        place = PLACES.get(scene["background"], f"with {scene['background']}")
+        queries[pair] = (item["color"], item["kind"], None)
+        queries[f"{pair} {place}"] = (item["color"], item["kind"], scene["background"])
+    return queries
+
+
+def attribute_precision(model, dataset, image_ids, k: int = 10) -> dict:
+    """Precision@k of colour + kind (+ background) queries among ``image_ids``.
+
+    Every combination that some scene of ``image_ids`` holds is a query ("a red boat", "a red
+    boat on the water"); a hit is a top-k image with an object of that colour and kind (and
+    that background). A combination fewer than ``k`` images hold is scored out of their number,
+    so that 1 is always reachable. Returns ``mean``, ``mean_pairs``, ``mean_triples`` and
+    ``per_query``.
+    """
+    held = [attribute_queries(dataset.scenes[int(image_id)]) for image_id in image_ids]
+    combinations = {query: named for queries in held for query, named in queries.items()}
+    images = model.embed_images(dataset.features_of(image_ids))
+    per_query = {}
+    for query in sorted(combinations):
+        relevant = np.array([query in queries for queries in held])
+        top = np.argsort(-(images @ model.embed_query(query)), kind="stable")[:k]
+        per_query[query] = float(relevant[top].sum() / min(k, relevant.sum()))
+    pairs = [per_query[q] for q, named in combinations.items() if named[2] is None]
+    triples = [per_query[q] for q, named in combinations.items() if named[2] is not None]
+    return {"mean": float(np.mean(list(per_query.values()))), "mean_pairs": float(np.mean(pairs)),
+            "mean_triples": float(np.mean(triples)), "per_query": per_query}
+
+
 def chance_concept_precision(dataset, image_ids) -> dict:
     """What random top-k lists score on average: each concept's share of ``image_ids``."""
     truth = [scene_concepts(dataset.scenes[int(image_id)]) for image_id in image_ids]
@@ -171,6 +211,11 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
         precision = concept_precision(model, dataset, image_ids)
         metrics["concept_precision@10"] = precision["mean"]
         metrics["concept_precision@10_per_concept"] = precision["per_concept"]
+        attributes = attribute_precision(model, dataset, image_ids)
+        metrics["attribute_precision@10"] = attributes["mean"]
+        metrics["attribute_precision@10_pairs"] = attributes["mean_pairs"]
+        metrics["attribute_precision@10_triples"] = attributes["mean_triples"]
+        metrics["attribute_precision@10_per_query"] = attributes["per_query"]
     return metrics
 
 
@@ -193,4 +238,9 @@ def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = Tru
     metrics["i2t_median_rank"] = float(np.searchsorted(first_right_cdf, 0.5))
     if concepts and dataset.scenes:
         metrics["concept_precision@10"] = chance_concept_precision(dataset, image_ids)["mean"]
+        held = [attribute_queries(dataset.scenes[int(image_id)]) for image_id in image_ids]
+        counts = [sum(query in queries for queries in held)  # images that hold each query
+                  for query in set().union(*held)]
+        metrics["attribute_precision@10"] = float(np.mean(  # a random top 10 holds 10 n / N
+            [10 * count / n / min(10, count) for count in counts]))
     return metrics

@@ -13,6 +13,7 @@ second and about 180 MB). The full GloVe is loaded on first need: a word outside
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ import numpy as np
 
 from capstone.errors import DataError, MissingFileError
 from capstone.files import check_writable
-from capstone.further.embedders import embedder_from_arrays
+from capstone.further.textmap import embedder_from_arrays
 from capstone.further.sif import text_embedder_class
 from capstone.data.glove import GLOVE_NAMES, WordVectors, load_word_vectors
 from capstone.course.image import ImageEmbedder
@@ -56,15 +57,31 @@ class SearchModel:
 
     @property
     def text(self) -> TextEmbedder:
-        """The text embedder, over the full GloVe (read now if only the vocabulary's was)."""
+        """The text embedder, over the full GloVe (read now if only the vocabulary's was).
+
+        With a learned text map (:mod:`capstone.further.textmap`) its word vectors are mapped
+        into the joint space; :attr:`plain_text` is ``se_text`` without the map.
+        """
         if self._full_glove is not None:
-            self._text = type(self._text).from_arrays(self._text.to_arrays(), self._full_glove())
-            self._full_glove = self._vocab = None
+            self.text = type(self._text).from_arrays(self._text.to_arrays(), self._full_glove())
         return self._text
 
     @text.setter
     def text(self, text: TextEmbedder) -> None:
-        self._text, self._full_glove, self._vocab = text, None, None
+        view = getattr(self.image, "view_text", None)  # a learned text map maps the words
+        self._text = text if view is None else view(text)
+        self._full_glove, self._vocab = None, None
+
+    @property
+    def plain_text(self) -> TextEmbedder:
+        """The text embedder without the model's text map (``se_text`` as taught)."""
+        text = self.text
+        words = getattr(text.glove, "words", None)  # the unmapped word vectors
+        if words is None:
+            return text
+        plain = copy.copy(text)
+        plain.glove = words
+        return plain
 
     def vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
         """The text embedder's words and their IDF, without reading any word vectors."""
@@ -105,7 +122,7 @@ class SearchModel:
 
     def vocab_vectors(self) -> np.ndarray:
         """``(len(vocab), D)`` float32: the GloVe vector of each word of the text embedder."""
-        glove = self._text.glove
+        glove = getattr(self._text.glove, "words", self._text.glove)  # before any text map
         rows = [glove.key_to_index[word] for word in self._text.vocab.tolist()]
         return np.asarray(glove.vectors[rows], dtype=np.float32).reshape(len(rows), -1)
 

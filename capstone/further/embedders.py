@@ -204,7 +204,10 @@ def embedder_from_arrays(arrays: dict):
 
 
 def describe(image) -> str:
-    """``"linear"``, ``"mlp"``, with ``", standardised"`` when it is."""
+    """``"linear"``, ``"mlp"``, with ``", standardised"`` when it is and ``", text map"`` when
+    it carries a learned text map (:class:`capstone.further.textmap.TwoTower`)."""
+    if hasattr(image, "view_text"):
+        return describe(image.image) + ", text map"
     inner = image.inner if isinstance(image, Standardized) else image
     kind = "mlp" if isinstance(inner, MLPEmbedder) else "linear"
     return kind + (", standardised" if inner is not image else "")

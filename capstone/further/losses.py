@@ -45,7 +45,7 @@ def candidate_columns(good_rows, bad_rows) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def contrastive_loss(captions, good, bad, good_rows, bad_rows, *, temperature,
-                     image_to_text=0.0):
+                     image_to_text=0.0, text_side=None):
     """In-batch softmax loss of a batch, in the image embedder's graph.
 
     ``captions`` (n, D) are the captions' embeddings (constants), ``good`` and ``bad`` (n, D)
@@ -53,10 +53,14 @@ def contrastive_loss(captions, good, bad, good_rows, bad_rows, *, temperature,
     ``bad_rows`` those images' rows (an image that appears twice is one candidate). The
     ``loss_of`` that :func:`capstone.course.train.train_epoch` takes, with ``temperature`` bound
     (:func:`loss_for`); ``image_to_text`` weighs the other direction (0: text to image only).
+    ``text_side``, when given, maps the captions first, in the graph (a learned text map:
+    :meth:`capstone.further.textmap.TwoTower.map_text`).
     """
     first, good_columns, _ = candidate_columns(good_rows, bad_rows)
     candidates = mg.concatenate([good, bad])[first]
-    cosines = mg.matmul(np.asarray(captions, dtype=np.float32), candidates.T)
+    captions = (np.asarray(captions, dtype=np.float32) if text_side is None
+                else text_side(captions))
+    cosines = mg.matmul(captions, candidates.T)
     loss = softmax_crossentropy(cosines / temperature, good_columns)
     if image_to_text:
         owners = np.unique(good_columns)  # the candidates that are some caption's own image
@@ -67,11 +71,11 @@ def contrastive_loss(captions, good, bad, good_rows, bad_rows, *, temperature,
     return loss
 
 
-def loss_for(settings):
+def loss_for(settings, text_side=None):
     """The ``loss_of`` of ``settings.loss`` for :func:`capstone.course.train.train_epoch`
-    (``None``: the course's margin loss)."""
+    (``None``: the course's margin loss); ``text_side``: see :func:`contrastive_loss`."""
     if settings.loss == "margin":
         return None
     weight = IMAGE_TO_TEXT if settings.loss == "contrastive-both" else 0.0
     return functools.partial(contrastive_loss, temperature=settings.temperature,
-                             image_to_text=weight)
+                             image_to_text=weight, text_side=text_side)

@@ -18,6 +18,7 @@ from capstone.data.glove import load_glove
 from capstone.data.model import SearchModel
 from capstone.further.embedders import untrained_copy
 from capstone.further.ridge import ALPHA, ridge_map
+from capstone.further.cca import cca_map
 from capstone.further.sif import fit_text_weighted
 from capstone.pipeline.training import train
 from capstone.sample import KINDS, UNUSED_SYNONYMS
@@ -28,21 +29,23 @@ def untrained_like(model):
     """The model before training: the same text embedder, a fresh image layer (same seed)."""
     seed = model.info.get("settings", {}).get("seed", 0)
     image = untrained_copy(model.image, seed)
-    return SearchModel(image, model.text, {**model.info, "metrics": {}})
+    return SearchModel(image, model.plain_text, {**model.info, "metrics": {}})
 
 
 def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
     """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
-    ridge map (:mod:`capstone.further.ridge`) and chance: ``{"trained": {...}, "untrained":
-    {...}, "ridge": {...}, "chance": {...}}`` (no per-concept keys).
+    ridge map (:mod:`capstone.further.ridge`), the closed-form two-tower CCA map
+    (:mod:`capstone.further.cca`) and chance: ``{"trained": {...}, "untrained": {...}, "ridge":
+    {...}, "cca": {...}, "chance": {...}}`` (no per-concept or per-query keys).
     """
     models = {"trained": model, "untrained": untrained_like(model),
-              "ridge": ridge_like(model, dataset)}
+              "ridge": ridge_like(model, dataset), "cca": cca_like(model, dataset)}
     table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
              for name, each in models.items()}
     table["chance"] = chance(dataset, n_images=n_images, seed=seed)
     for column in table.values():
         column.pop("concept_precision@10_per_concept", None)
+        column.pop("attribute_precision@10_per_query", None)
     return table
 
 
@@ -58,15 +61,23 @@ def fit_ridge(dataset, text, *, alpha: float = ALPHA, info: dict | None = None) 
 
 def ridge_like(model, dataset, *, alpha: float = ALPHA) -> SearchModel:
     """The ridge reference for a trained ``model``: its text embedder, record and margin."""
-    return fit_ridge(dataset, model.text, alpha=alpha, info=model.info)
+    return fit_ridge(dataset, model.plain_text, alpha=alpha, info=model.info)
+
+
+def cca_like(model, dataset) -> SearchModel:
+    """The CCA reference for a trained ``model``: its ``se_text`` (without any text map)."""
+    info = {**model.info, "metrics": {}}
+    info["settings"] = {**info.get("settings", {}), "reference": "cca"}
+    return SearchModel(cca_map(dataset, model.plain_text), model.plain_text, info)
 
 
 # -- training variants -------------------------------------------------------------------------
-KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10")
+KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10",
+        "attribute_precision@10")
 MARGIN = dict(loss="margin", batch_size=32, lr=3e-3, optimizer="adam", margin=0.1,
-              n_candidates=5)
+              n_candidates=5, text_map="none")
 CONTRASTIVE = dict(loss="contrastive", batch_size=128, lr=3e-3, optimizer="adam",
-                   temperature=0.05, n_candidates=5)
+                   temperature=0.05, n_candidates=5, text_map="none")
 VARIANTS = {
     "course: linear, margin, SGD": dict(MARGIN, embedder="linear", standardize=False, lr=1e-3,
                                         optimizer="sgd", margin=0.25, n_candidates=25),
@@ -79,6 +90,11 @@ VARIANTS = {
     "mlp, contrastive, standardised": dict(CONTRASTIVE, embedder="mlp", standardize=True),
     "linear, contrastive, standardised, sif": dict(CONTRASTIVE, embedder="linear",
                                                    standardize=True, weighting="sif"),
+    "linear, contrastive, standardised, text map": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear"),
+    "linear, contrastive, standardised, text map from CCA": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="cca"),
 }
 
 
@@ -95,7 +111,8 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
     seeds : sequence of int
         Training seeds (the train/validation split stays the dataset's).
     ridge : bool
-        Add a ``ridge`` row (``ridge, sif`` etc. for other weightings), which has no seed.
+        Add a ``ridge`` row (``ridge, sif`` etc. for other weightings) and, for the IDF
+        weighting, a ``cca`` row (:mod:`capstone.further.cca`); neither has a seed.
     report : callable, optional
         Called with ``(name, row)`` as each row is done (e.g. ``print``).
     extra : callable, optional
@@ -120,6 +137,8 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
     for name, variant in variants.items():
         variant = dict(variant)
         weighting = variant.pop("weighting", "idf")
+        if weighting == "sif":  # a text map maps idf or mean sums, not SIF's
+            variant.setdefault("text_map", "none")
         if weighting not in texts:
             texts[weighting] = fit_text_weighted(dataset, glove, weighting)
             if ridge:
@@ -127,6 +146,12 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
                 rows[key] = summarise([measure(fit_ridge(dataset, texts[weighting]))])
                 if report:
                     report(key, rows[key])
+                if weighting == "idf":
+                    closed = SearchModel(cca_map(dataset, texts["idf"]), texts["idf"],
+                                         {"dataset": dataset.name})
+                    rows["cca"] = summarise([measure(closed)])
+                    if report:
+                        report("cca", rows["cca"])
         runs = []
         for seed in seeds:
             started = time.perf_counter()

@@ -27,9 +27,11 @@ from capstone.data.captions import Texts
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
 from capstone.data.paths import default_model_path
+from capstone.further.cca import start_text_map
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
 from capstone.files import notice
+from capstone.pipeline.calibration import calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
 from capstone.ui.live import new_recorder
 
@@ -115,17 +117,25 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
-                               rows=dataset.rows(dataset.train_image_ids))
+    image = start_text_map(
+        new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
+                           rows=dataset.rows(dataset.train_image_ids)),
+        settings, dataset, text)
     optim = make_optimizer(settings, image.parameters)
-    loss_of = loss_for(settings)
-    recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
-        image, dataset.features, caption_embeddings, validation, settings.margin))
+    text_side = getattr(image, "map_text", None)  # a learned text map (capstone.further.textmap)
+    loss_of = loss_for(settings, text_side)
+
+    def validate():  # with a text map, the validation captions as it maps them now
+        captions = (caption_embeddings if text_side is None
+                    else image.embed_text_rows(caption_embeddings))
+        return validation_metrics(image, dataset.features, captions, validation,
+                                  settings.margin)
+
+    recorder = new_recorder(plot, live, validate=validate)  # also mid-epoch
     history = History(recorder=recorder)
     preset = chosen if isinstance(chosen, str) else None
     info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
-    untrained = validation_metrics(image, dataset.features, caption_embeddings, validation,
-                                   settings.margin)
+    untrained = validate()
     checkpoint = Checkpoint(image, text, info, out, untrained)
 
     epoch = 0
@@ -141,8 +151,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads cost time
                 train_epoch(image, optim, dataset.features, caption_embeddings, triples, settings,
                             watch, loss_of)
-            val = validation_metrics(image, dataset.features, caption_embeddings, validation,
-                                     settings.margin)
+            val = validate()
             recorder.set_test_batch({"loss": val["loss"], "accuracy": val["accuracy"]},
                                     batch_size=len(validation["hard"]))
             recorder.set_test_epoch()
@@ -164,9 +173,12 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
-        model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=caption_embeddings,
-                                              validation=validation))  # not made twice
-        if out is not None and checkpoint.epoch > 0:
+        captions = (caption_embeddings if text_side is None  # the model's, not made twice
+                    else model.image.embed_text_rows(caption_embeddings))
+        model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=captions,
+                                              validation=validation))
+        model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
+        if out is not None and (checkpoint.epoch > 0 or settings.starts_trained):
             model.save(out)
         elif out is not None:  # no better than untrained: the saved model stays
             notice(f"no epoch did better than the untrained model, so {out} was left as it was")
