@@ -289,6 +289,11 @@ def database_for(dataset_name=None, model_path=None):
     return open_database(dataset_name, model_path)
 
 
+def say_which_model(database) -> None:
+    """The last stderr line of a search: which model file answered, when trained, how well."""
+    print(f"using the {database.model.describe()}", file=sys.stderr)
+
+
 def print_results(results: list[dict], as_json: bool) -> None:
     """Search results as one JSON list, or one readable line each (with the top words)."""
     if as_json:
@@ -335,9 +340,11 @@ def search_command(args) -> int:
         raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
     options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine}
     if args.queries is None:
-        found = database_for(args.dataset, args.model).search(args.query or "", args.k, **options)
+        database = database_for(args.dataset, args.model)
+        found = database.search(args.query or "", args.k, **options)
         print_corrections(found.corrections)
         print_results(found.results, args.json)
+        say_which_model(database)
         return 0
     lines = read_queries(args.queries)
     database = database_for(args.dataset, args.model)
@@ -359,6 +366,7 @@ def search_command(args) -> int:
             print(f"{args.queries} line {line_number}: {line}")
             print_results(found.results, False)
         sys.stdout.flush()
+    say_which_model(database)
     return 0
 
 
@@ -377,17 +385,20 @@ def similar_command(args) -> int:
         print_corrections(found.corrections)
         results = found.results
     print_results(results, args.json)
+    say_which_model(database)
     return 0
 
 
 def tags_command(args) -> int:
     """``tags``: the words nearest an image's embedding."""
-    tags = database_for(args.dataset, args.model).tags(args.image_id, args.n)
+    database = database_for(args.dataset, args.model)
+    tags = database.tags(args.image_id, args.n)
     if args.json:
         print(json_text([{"word": word, "score": score} for word, score in tags]))
     else:
         for word, score in tags:
             print(f"{score:.3f}  {word}")
+    say_which_model(database)
     return 0
 
 

@@ -130,6 +130,8 @@ class SearchBox(widgets.VBox):
         self._pending = self._task = None
         self.anchor = None
         self._examples = ", ".join(example_words(db.model, embeddings=db.embeddings))
+        describe = getattr(db.model, "describe", None)  # which model answers, when, how well
+        self._model_line = f"Using the {describe()}" if describe else ""
         corrector_for(db.model.text)  # built now, not by the first search's worker thread
         self.query = widgets.Text(
             placeholder="a dog catching a frisbee",
@@ -191,7 +193,8 @@ class SearchBox(widgets.VBox):
         words = self._examples
         if not text.strip() and anchor is None:
             return (f"Type to search {len(self.db)} images, e.g. {words}. "
-                    f"<small>{html.escape(SYNTAX_HINT)}</small>", [], [])
+                    f"<small>{html.escape(SYNTAX_HINT)}</small><br>"
+                    f"<small>{html.escape(self._model_line)}</small>", [], [])
         try:
             found = self.db.search(text, k, image=anchor, dedup=diverse)
         except ValueError as error:
