@@ -25,6 +25,7 @@ code path where it says so); nothing is saved over the shared model (see noteboo
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -130,6 +131,16 @@ def shared_sample():
     return Path(os.environ["CAPSTONE_CACHE"])
 
 
+@pytest.fixture(scope="session")
+def shared_model(shared_sample, tmp_path_factory):
+    """The default-settings model of the whole sample, as ``sample.npz``."""
+    from test_database import full_sample_model_path
+
+    path = tmp_path_factory.mktemp("model") / "sample.npz"
+    shutil.copy(full_sample_model_path(), path)
+    return path
+
+
 def run_entry(name, entry, dataset, request, tmp_path, monkeypatch):
     shared = request.getfixturevalue("shared_sample") if dataset == "sample" else None
     # a cache of the run's own: an exercise never writes into the cache other tests share
@@ -142,6 +153,9 @@ def run_entry(name, entry, dataset, request, tmp_path, monkeypatch):
         for folder in ("sample", "glove"):
             if (shared / folder).is_dir():
                 (tmp_path / "cache" / folder).symlink_to(shared / folder)
+        # the shared model a class has (trained once by the tests), as a copy the run may replace
+        (tmp_path / "cache" / "models").mkdir()
+        shutil.copy(request.getfixturevalue("shared_model"), tmp_path / "cache" / "models")
     ename, message = execute(applied(name, entry))
     raises = entry.get("raises")
     if raises:
