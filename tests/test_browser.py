@@ -77,16 +77,16 @@ def database():
     When no model is saved, the default one is trained here (about 10 s), as ``make app`` does.
     """
     from capstone.data.dataset import load_dataset
-    from capstone.course.database import ImageDatabase
+    from capstone.search.database import SearchDatabase
     from capstone.data.model import load_model
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     dataset = load_dataset()  # generates the sample here, not in two kernels at once
     try:
         model = load_model(dataset=dataset.name)
     except FileNotFoundError:
         model, _ = train(dataset, plot=False, progress=False)
-    return ImageDatabase.load_or_build(model, dataset)
+    return SearchDatabase.load_or_build(model, dataset)
 
 
 @pytest.fixture(scope="module")

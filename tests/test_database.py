@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from capstone.data.dataset import Dataset
-from capstone.course.database import ImageDatabase, StaleDatabaseError, top_k
+from capstone.course.database import top_k
+from capstone.search.database import SearchDatabase, StaleDatabaseError
 from capstone.errors import DataError
 from capstone.data.glove import keyed_vectors
 from capstone.data.model import ImageEmbedder, SearchModel
@@ -74,7 +75,7 @@ def model(dataset):
 
 @pytest.fixture(scope="module")
 def db(model, dataset):
-    return ImageDatabase.build(model, dataset)
+    return SearchDatabase.build(model, dataset)
 
 
 # -- exact top-k -------------------------------------------------------------------------------
@@ -143,25 +144,25 @@ def test_a_query_without_known_words_says_so(db, text):
 def test_a_database_of_other_images_is_detected(tmp_path, db, model):
     path = db.save(tmp_path / "db.npz")
     with pytest.raises(StaleDatabaseError, match="does not match"):
-        ImageDatabase.load(path, model, tiny_dataset(n_images=20))
+        SearchDatabase.load(path, model, tiny_dataset(n_images=20))
 
 
 def test_load_or_build_builds_when_missing_or_damaged(tmp_path, model, dataset):
     path = tmp_path / "db.npz"
-    built = ImageDatabase.load_or_build(model, dataset, path=path)
+    built = SearchDatabase.load_or_build(model, dataset, path=path)
     assert path.is_file() and len(built) == len(dataset.image_ids)
     saved = path.read_bytes()
     for damaged in (b"not a zip file", saved[: len(saved) // 2]):  # the second: a truncated zip
         path.write_bytes(damaged)
         with pytest.raises(DataError, match=f"{path} is damaged.*delete") as error:
-            ImageDatabase.load(path, model, dataset)
+            SearchDatabase.load(path, model, dataset)
         assert "\n" not in str(error.value)
-        rebuilt = ImageDatabase.load_or_build(model, dataset, path=path)
+        rebuilt = SearchDatabase.load_or_build(model, dataset, path=path)
         np.testing.assert_array_equal(rebuilt.embeddings, built.embeddings)
-        np.testing.assert_array_equal(ImageDatabase.load(path, model, dataset).image_ids,
+        np.testing.assert_array_equal(SearchDatabase.load(path, model, dataset).image_ids,
                                       dataset.image_ids)
     with pytest.raises(FileNotFoundError, match="load_or_build"):
-        ImageDatabase.load(tmp_path / "none.npz", model, dataset)
+        SearchDatabase.load(tmp_path / "none.npz", model, dataset)
 
 
 # -- the real pieces: a sample dataset and a model trained on it -------------------------------
@@ -178,7 +179,7 @@ def trained_sample(n_images=200):
     from capstone.data.model import SearchModel
     from capstone.data.paths import cache_dir
     from capstone.sample import SAMPLE_VERSION, read_marker, write_sample
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     folder = cache_dir() / "search-tests" / f"sample-{n_images}"
     model_path = folder / "model.npz"
@@ -202,7 +203,7 @@ def full_sample_model_path():
     from capstone.data.model import SearchModel
     from capstone.data.paths import cache_dir
     from capstone.sample import SAMPLE_VERSION
-    from capstone.course.train import train
+    from capstone.pipeline.training import train
 
     model_path = cache_dir() / "search-tests" / f"full-sample-v{SAMPLE_VERSION}-model.npz"
     try:

@@ -22,7 +22,7 @@ from capstone.course.evaluate import (
     rank_of_truth,
     recall_at_k,
 )
-from capstone.course.train import train
+from capstone.pipeline.training import train
 
 
 def brute_force_rank(scores, right):

@@ -21,12 +21,13 @@ from capstone.further.embedders import (
     feature_scaling,
     new_image_embedder,
 )
-from capstone.further.losses import both_directions_loss, candidate_columns, contrastive_loss
+from capstone.further.losses import candidate_columns, contrastive_loss, loss_for
 from capstone.further.ridge import fit_ridge, ridge_targets
 from capstone.further.sif import SIFTextEmbedder, fit_text_weighted
 from capstone.data.model import ImageEmbedder, SearchModel
 from capstone.course.text import TextEmbedder, tokenize
-from capstone.course.train import PRESETS, Settings, train, triple_loss
+from capstone.course.train import PRESETS, Settings, unit
+from capstone.pipeline.training import train
 
 FAST = dict(text=TEXT, out=False, plot=False, progress=False, n_candidates=10)
 OLD_MODEL = Path(__file__).parent / "data" / "model-before-further.npz"
@@ -114,43 +115,51 @@ def identity_embedder(d=2):
     return image
 
 
+def unit_tensor(x):
+    x = np.asarray(x, np.float32)
+    return mg.tensor(x / np.linalg.norm(x, axis=1, keepdims=True))
+
+
 def test_contrastive_loss_matches_a_hand_computation_and_masks_the_same_image():
     text = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
-    good = np.array([[2.0, 0.0], [0.0, 3.0], [2.0, 0.0]], np.float32)  # captions 0 and 2: one image
-    bad = np.array([[0.0, 3.0], [1.0, 1.0], [0.0, 3.0]], np.float32)
-    candidates, good_columns, bad_columns = candidate_columns(good, bad)
-    assert len(candidates) == 3  # (2, 0), (0, 3), (1, 1): a repeated image is one candidate
+    good = unit_tensor([[2.0, 0.0], [0.0, 3.0], [2.0, 0.0]])  # captions 0 and 2: one image
+    bad = unit_tensor([[0.0, 3.0], [1.0, 1.0], [0.0, 3.0]])
+    good_rows, bad_rows = np.array([0, 1, 0]), np.array([1, 2, 1])
+    first, good_columns, bad_columns = candidate_columns(good_rows, bad_rows)
+    assert len(first) == 3  # images 0, 1, 2: a repeated image is one candidate
     assert good_columns[0] == good_columns[2] and bad_columns[0] == good_columns[1]
-    units = candidates / np.linalg.norm(candidates, axis=1, keepdims=True)
+    units = np.concatenate([good.data, bad.data])[first]
     logits = text @ units.T / 0.5  # (captions, candidate images)
     text_to_image = np.mean([np.log(np.exp(row).sum()) - row[column]
                              for row, column in zip(logits, good_columns)])
     own_captions = {good_columns[0]: [0, 2], good_columns[1]: [1]}  # the bad-only image has none
     image_to_text = np.mean([np.log(np.exp(logits[:, image]).sum()) - logits[captions, image].mean()
                              for image, captions in own_captions.items()])
-    loss, sim_good, sim_bad = contrastive_loss(identity_embedder(), text, good, bad, 0.5)
-    assert loss.item() == pytest.approx(text_to_image, rel=1e-5)
-    both = both_directions_loss(identity_embedder(), text, good, bad, 0.5)[0]
+    batch = (text, good, bad, good_rows, bad_rows)
+    assert contrastive_loss(*batch, temperature=0.5).item() == pytest.approx(text_to_image, rel=1e-5)
+    both = loss_for(Settings(loss="contrastive-both", temperature=0.5))(*batch)
     assert both.item() == pytest.approx((text_to_image + image_to_text) / 2, rel=1e-5)
-    weighted = contrastive_loss(identity_embedder(), text, good, bad, 0.5, image_to_text=0.25)[0]
+    weighted = contrastive_loss(*batch, temperature=0.5, image_to_text=0.25)
     assert weighted.item() == pytest.approx(0.75 * text_to_image + 0.25 * image_to_text, rel=1e-5)
-    np.testing.assert_allclose(sim_good, [1.0, 1.0, 0.6], rtol=1e-5)
-    np.testing.assert_allclose(sim_bad, [0.0, np.sqrt(0.5), 0.8], rtol=1e-5)
 
 
 def test_contrastive_gradient_matches_finite_differences():
     image = ImageEmbedder(512, TEXT.dim, seed=2)
     rows = np.arange(24)
-    batch = (TEXT.embed(DATASET.captions[:24]), DATASET.features[rows // 5],
-             DATASET.features[(rows // 5 + 7) % 60])
-    loss, *_ = contrastive_loss(image, *batch, 0.1)
-    loss.backward()
+    good_rows, bad_rows = rows // 5, (rows // 5 + 7) % 60
+    captions = TEXT.embed(DATASET.captions[:24])
+
+    def loss():
+        good, bad = (unit(image(DATASET.features[r])) for r in (good_rows, bad_rows))
+        return contrastive_loss(captions, good, bad, good_rows, bad_rows, temperature=0.1)
+
+    loss().backward()
     grad = image.dense.weight.grad.copy()
     row, column = np.unravel_index(np.abs(grad).argmax(), grad.shape)
     values = []
     for sign in (1, -1):
         image.dense.weight.data[row, column] += sign * 1e-2
-        values.append(contrastive_loss(image, *batch, 0.1)[0].item())
+        values.append(loss().item())
         image.dense.weight.data[row, column] -= sign * 1e-2
     assert (values[0] - values[1]) / 2e-2 == pytest.approx(grad[row, column], rel=0.05)
 
@@ -183,7 +192,7 @@ def test_the_course_preset_keeps_the_courses_linear_margin_training():
     course = PRESETS["course"]
     assert (course.embedder, course.loss, course.standardize, course.batch_size) == (
         "linear", "margin", False, 32)
-    assert triple_loss is not contrastive_loss
+    assert loss_for(course) is None  # the margin ranking loss written in train_epoch
 
 
 # -- the ridge reference -------------------------------------------------------------------------

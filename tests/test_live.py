@@ -7,7 +7,8 @@ from test_train import FakeClock, FakeDisplay
 
 from capstone.ui import live
 from capstone.ui.live import LivePlot, moving_average
-from capstone.course.train import PRESETS, train
+from capstone.course.train import PRESETS
+from capstone.pipeline.training import train
 
 
 def test_moving_average_is_the_mean_of_the_window_before_each_point():

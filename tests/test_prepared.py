@@ -15,7 +15,7 @@ from capstone.data import model as model_module
 from capstone.pipeline import prepared
 from capstone.data import store
 from capstone.data.dataset import load_dataset
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.data.glove import WordVectors, load_glove, load_word_vectors
 from capstone.data.model import SearchModel, load_model
 from capstone.pipeline.prepared import SearchView, load_or_train, load_search_view, open_database
@@ -45,7 +45,7 @@ def env(sample, monkeypatch, tmp_path):
 def full_db(env):
     """The database built the full way, from the dataset, and saved where search looks."""
     dataset = load_dataset()
-    return ImageDatabase.load_or_build(load_model(dataset=dataset.name), dataset)
+    return SearchDatabase.load_or_build(load_model(dataset=dataset.name), dataset)
 
 
 def refuse(name):
@@ -182,7 +182,7 @@ def test_word_vectors_are_gloves_words_and_vectors_without_gensim(env):
     np.testing.assert_array_equal(vectors["boat"], glove["boat"])
     assert "boat" in vectors and "qwzx" not in vectors
     script = ("import sys; from capstone.data.dataset import load_dataset; "
-              "from capstone.course.train import fit_text; fit_text(load_dataset()); "
+              "from capstone.pipeline.training import fit_text; fit_text(load_dataset()); "
               "print('gensim' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120, check=True)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from test_database import KINDS, COLORS, full_sample_model_path, tiny_dataset, tiny_model
 
 from capstone.data.dataset import load_dataset
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.course.evaluate import untrained_like
 from capstone.data.model import load_model
 from capstone.search.query import (DEDUP_THRESHOLD, MAX_QUERY_CHARS, NUMBER_WORDS, Corrector,
@@ -21,13 +21,13 @@ from capstone.ui.widgets import example_words
 @pytest.fixture(scope="module")
 def tiny_db():
     dataset = tiny_dataset()
-    return ImageDatabase.build(tiny_model(dataset), dataset)
+    return SearchDatabase.build(tiny_model(dataset), dataset)
 
 
 @pytest.fixture(scope="module")
 def sample_db():
     """The whole default sample and a model trained on it with the defaults (cached)."""
-    return ImageDatabase.load_or_build(load_model(full_sample_model_path()), load_dataset("sample"))
+    return SearchDatabase.load_or_build(load_model(full_sample_model_path()), load_dataset("sample"))
 
 
 def scenes_of(db, results):

@@ -27,7 +27,8 @@ from capstone.ui import display
 from capstone.apps.adapter import SearchAdapter
 from capstone.apps.cli import json_text, main
 from capstone.data.dataset import FEATURES_FILE, load_features, read_dataset
-from capstone.course.database import ImageDatabase, top_k
+from capstone.course.database import top_k
+from capstone.search.database import SearchDatabase
 from capstone.errors import DataError, DiskFullError
 from capstone.data.glove import glove_cache_dir, load_glove, load_glove_file
 from capstone.data.model import SearchModel
@@ -35,7 +36,7 @@ from capstone.data.paths import atomic_write, remove_stale_temporaries
 from capstone.sample import write_sample
 from capstone.data.store import load_array_pickle
 from capstone.course.text import TextEmbedder, unit_rows
-from capstone.course.train import train
+from capstone.pipeline.training import train
 
 
 def strict_json(text: str):
@@ -155,7 +156,7 @@ def test_a_database_with_a_nan_row_answers_k_finite_scores_even_for_a_nan_query(
     model = tiny_model(dataset)
     embeddings = model.embed_images(dataset.features)
     embeddings[[2, 5]] = np.nan
-    database = ImageDatabase(dataset.image_ids, embeddings, model, dataset)
+    database = SearchDatabase(dataset.image_ids, embeddings, model, dataset)
     for vector in (embeddings[0], np.full(embeddings.shape[1], np.nan)):
         image_ids, scores = database.query_vector(vector, 12)
         assert len(image_ids) == 12 and np.isfinite(scores).all()
@@ -235,12 +236,12 @@ def test_a_damaged_database_is_rebuilt(tmp_path):
     dataset = tiny_dataset(n_images=10)
     model = tiny_model(dataset)
     path = tmp_path / "db.npz"
-    built = ImageDatabase.load_or_build(model, dataset, path=path)
+    built = SearchDatabase.load_or_build(model, dataset, path=path)
     for kind, blob in damaged_versions(path.read_bytes()).items():
         path.write_bytes(blob)
-        again = ImageDatabase.load_or_build(model, dataset, path=path)
+        again = SearchDatabase.load_or_build(model, dataset, path=path)
         np.testing.assert_array_equal(again.embeddings, built.embeddings)
-        assert ImageDatabase.load(path, model, dataset) is not None, kind  # saved whole again
+        assert SearchDatabase.load(path, model, dataset) is not None, kind  # saved whole again
 
 
 def model_damages(arrays: dict) -> dict:

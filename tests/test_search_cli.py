@@ -9,7 +9,7 @@ from test_sample import BACKGROUND_WORDS, KIND_WORDS
 
 from capstone.apps.cli import main
 from capstone.data.dataset import load_dataset
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.data.model import load_model
 from capstone.sample import KINDS, UNUSED_SYNONYMS
 
@@ -31,7 +31,7 @@ def env(sample, monkeypatch):
 @pytest.fixture
 def db(env):
     dataset = load_dataset()
-    return ImageDatabase.load_or_build(load_model(dataset=dataset.name), dataset)
+    return SearchDatabase.load_or_build(load_model(dataset=dataset.name), dataset)
 
 
 def run(capsys, *argv):
@@ -211,7 +211,7 @@ def test_dedup_leaves_out_near_duplicates(sample_env, capsys):
     _, plain, _ = run(capsys, "search", "--json", "red boat")
     status, out, _ = run(capsys, "search", "--json", "--dedup", "red boat")
     ids = [r["image_id"] for r in json.loads(out)]
-    db = ImageDatabase.load_or_build(load_model(), sample_env)
+    db = SearchDatabase.load_or_build(load_model(), sample_env)
     plain_ids = [r["image_id"] for r in json.loads(plain)]
     top = db.embeddings[[db.row(i) for i in plain_ids]]
     repeats = (top @ top.T)[np.triu_indices(10, 1)].max() >= DEDUP_THRESHOLD
@@ -234,7 +234,7 @@ def full_sample_db():
     The 200-image sample is too small for every GloVe neighbour to be learned reliably; on the
     full sample the words below reach P@10 >= 0.9 for seeds 0, 1 and 2.
     """
-    return ImageDatabase.build(load_model(full_sample_model_path()), load_dataset("sample"))
+    return SearchDatabase.build(load_model(full_sample_model_path()), load_dataset("sample"))
 
 
 def scene_has(concept):

@@ -9,8 +9,9 @@ from test_triples import DATASET, EMBEDDINGS, GLOVE, TEXT
 
 from capstone.ui.live import LivePlot
 from capstone.data.model import ImageEmbedder, SearchModel
-from capstone.course.train import PRESETS, Settings, cosine_triple_loss, resolve_settings, train
-from capstone.course.triples import make_triples, triple_metrics
+from capstone.course.train import PRESETS, Settings, resolve_settings, train_epoch
+from capstone.pipeline.training import train
+from capstone.course.triples import Triples, make_triples, triple_metrics
 
 FAST = dict(text=TEXT, plot=False, progress=False, n_candidates=10)
 
@@ -21,15 +22,42 @@ def two_d_embedder():
     return image
 
 
+class Recorded:
+    """Stands in for noggin's recorder (each batch's metrics) and for an optimiser (each
+    step's gradients, nothing changed)."""
+
+    def __init__(self, parameters=()):
+        self.parameters, self.batches, self.grads = parameters, [], []
+
+    def set_train_batch(self, metrics, batch_size):
+        self.batches.append(metrics)
+
+    def set_train_epoch(self):
+        pass
+
+    def step(self):
+        self.grads.append([parameter.grad.copy() for parameter in self.parameters])
+
+
+def one_batch(image, text, good, bad, margin):
+    """The loss and accuracy :func:`train_epoch` reports for one batch, and its gradients."""
+    features = np.concatenate([good, bad])
+    rows = np.arange(len(text))
+    triples = Triples(rows, rows, rows + len(text))
+    recorded = Recorded(image.parameters)
+    train_epoch(image, recorded, features, text, triples,
+                Settings(batch_size=len(text), margin=margin), recorded)
+    return recorded.batches[0], recorded.grads[0]
+
+
 def test_loss_matches_a_hand_computation():
     text = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
     good = np.array([[2.0, 0.0], [0.0, 3.0], [3.0, 4.0]], np.float32)  # unit: e1, e2, (.6, .8)
     bad = np.array([[1.0, 1.0], [4.0, 3.0], [0.0, 5.0]], np.float32)  # (.707, .707), (.8, .6), e2
-    loss, sim_good, sim_bad = cosine_triple_loss(two_d_embedder(), text, good, bad, 0.25)
-    np.testing.assert_allclose(sim_good, [1.0, 1.0, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(sim_bad, [np.sqrt(0.5), 0.6, 0.8], rtol=1e-6)
+    metrics, _ = one_batch(two_d_embedder(), text, good, bad, 0.25)
     by_hand = (max(0, 0.25 - (1 - np.sqrt(0.5))) + max(0, 0.25 - 0.4) + max(0, 0.25 - 0.2)) / 3
-    assert loss.item() == pytest.approx(by_hand, rel=1e-5)  # only triples 1 and 3 count
+    assert metrics["loss"] == pytest.approx(by_hand, rel=1e-5)  # only triples 1 and 3 count
+    assert metrics["accuracy"] == 1.0  # every good image is closer than its bad one
 
 
 def test_gradient_matches_finite_differences_and_does_not_accumulate():
@@ -39,15 +67,13 @@ def test_gradient_matches_finite_differences_and_does_not_accumulate():
              DATASET.features[triples.bad_rows[:32]])
     grads = []
     for _ in range(2):  # a second backward on a new graph must not add to the first
-        loss, *_ = cosine_triple_loss(image, *batch, 0.25)
-        loss.backward()
-        grads.append(image.dense.weight.grad.copy())
+        grads.append(one_batch(image, *batch, 0.25)[1][0])
     np.testing.assert_array_equal(grads[0], grads[1])
     row, column = np.unravel_index(np.abs(grads[0]).argmax(), grads[0].shape)
     step, values = 1e-2, []
     for sign in (1, -1):
         image.dense.weight.data[row, column] += sign * step
-        values.append(cosine_triple_loss(image, *batch, 0.25)[0].item())
+        values.append(one_batch(image, *batch, 0.25)[0]["loss"])
         image.dense.weight.data[row, column] -= sign * step
     assert (values[0] - values[1]) / (2 * step) == pytest.approx(grads[0][row, column], rel=0.05)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from test_database import tiny_dataset, tiny_model
 
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.search.query import format_why
 from capstone.ui.widgets import SYNTAX_HINT, example_words, search_box
 
@@ -22,7 +22,7 @@ def db(tmp_path_factory):
     Image.new("RGB", (40, 30), (10, 200, 10)).save(picture)
     for image_id in dataset.image_ids[::2]:  # half the images load, half are placeholders
         dataset.urls[int(image_id)] = picture.as_uri()
-    return ImageDatabase.build(tiny_model(dataset), dataset)
+    return SearchDatabase.build(tiny_model(dataset), dataset)
 
 
 def classes(widget):
@@ -81,7 +81,7 @@ def test_a_client_cannot_raise_the_slider_past_24_results(db):
 
 def test_the_slider_stops_at_the_database_size():
     dataset = tiny_dataset(n_images=10)
-    small = ImageDatabase.build(tiny_model(dataset), dataset)
+    small = SearchDatabase.build(tiny_model(dataset), dataset)
     box = search_box(small, k=30, debounce=0)
     assert box.slider.max == box.slider.value == 10
     box.slider.set_state({"max": 10**9})
@@ -212,7 +212,7 @@ def test_more_like_this_then_typing_steers_from_the_image(db):
 def test_the_diverse_checkbox_drops_near_duplicates(db):
     twins = db.embeddings.copy()
     twins[1::2] = twins[::2]  # every other image a copy of the one before
-    db = ImageDatabase(db.image_ids, twins, db.model, db.dataset)
+    db = SearchDatabase(db.image_ids, twins, db.model, db.dataset)
     assert db.query("tree", 6, dedup=True) != db.query("tree", 6)
     box = search_box(db, k=6, debounce=0)
     box.query.value = "tree"

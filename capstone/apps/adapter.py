@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.errors import CapstoneError
 from capstone.data.glove import load_glove_file
 from capstone.data.model import load_model, trained_model_path
@@ -101,7 +101,7 @@ class SearchAdapter:
         first = np.sort(np.unique(image_ids, return_index=True)[1])
         image_ids, embeddings = image_ids[first], embeddings[first]
         finite = embeddings.any(axis=1)  # embed_images gives a non-finite descriptor a zero row
-        self.database = ImageDatabase(image_ids[finite], embeddings[finite], self.model)
+        self.database = SearchDatabase(image_ids[finite], embeddings[finite], self.model)
         self._unranked = image_ids[~finite]
         mean = self.database.embeddings.sum(axis=0)
         self._fallback = mean / (np.linalg.norm(mean) or 1.0)

@@ -240,7 +240,8 @@ def train_command(args) -> int:
     from capstone.further.sif import fit_text_weighted
     from capstone.data.glove import load_glove
     from capstone.data.model import check_model_path
-    from capstone.course.train import resolve_settings, train
+    from capstone.course.train import resolve_settings
+    from capstone.pipeline.training import train
 
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     changes = {name: getattr(args, name) for name in (

@@ -1,28 +1,18 @@
 """The image database: every image embedded once, text queries answered by exact cosine top-k.
 
 Unit rows make a query's cosine scores one matrix-vector product; :func:`top_k` finds the best
-without sorting them all. Queries are parsed, corrected and explained in :mod:`capstone.search.query`.
-A saved database records its model's checksum: one built by another model is rebuilt, not used.
+without sorting them all. :mod:`capstone.search.database` saves and loads a database and answers
+typed queries (typos, ``-word``, ``2:word``, ``why``) through the same ``se_text`` embedder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from capstone.errors import DataError
-from capstone.data.paths import default_database_path
-from capstone.search.query import search as search_query
-from capstone.data.store import read_npz, write_npz
 from capstone.course.text import STOP_WORDS, unit_rows
 
 SPACES = ("semantic", "features")
 TAG_VOCABULARY_SIZE = 50_000  # GloVe lists words by frequency: tags come from the most common
-
-
-class StaleDatabaseError(DataError):
-    """A saved database does not match the model or dataset it is loaded with."""
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -44,7 +34,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return best[np.argsort(-scores[best], kind="stable")]
 
 
-def _check_count(count, name: str = "k") -> int:
+def check_count(count, name: str = "k") -> int:
     """``count`` as an int; ``ValueError`` unless it is a whole number of at least 1."""
     try:
         whole = int(count) == count
@@ -90,49 +80,11 @@ class ImageDatabase:
     def __repr__(self) -> str:
         return f"ImageDatabase(dataset={getattr(self.dataset, 'name', None)!r}, images={len(self)})"
 
-    # -- building, saving, loading -------------------------------------------------------------
+    # -- building ------------------------------------------------------------------------------
     @classmethod
     def build(cls, model, dataset) -> ImageDatabase:
         """Embed every image of ``dataset`` with ``model``."""
         return cls(dataset.image_ids, model.embed_images(dataset.features), model, dataset)
-
-    def save(self, path) -> Path:
-        """Write the database to ``path`` (``.npz``, no pickles) with the model's checksum."""
-        name = self.dataset.name if self.dataset is not None else ""
-        return write_npz(path, {"image_ids": self.image_ids, "embeddings": self.embeddings,
-                                "checksum": np.str_(self.model.checksum), "dataset": np.str_(name)})
-
-    @classmethod
-    def load(cls, path, model, dataset) -> ImageDatabase:
-        """Read a database saved by :meth:`save`, checking it belongs to ``model`` and ``dataset``.
-
-        Raises ``MissingFileError``, ``DataError`` (damaged), or :class:`StaleDatabaseError`.
-        """
-        fix = f"delete {path} or use ImageDatabase.load_or_build to rebuild it"
-        saved = read_npz(path, "an image database", fix)
-        if not {"image_ids", "embeddings", "checksum", "dataset"} <= saved.keys():
-            raise DataError(f"{path} is not an image database written by capstone; {fix}")
-        if str(saved["checksum"]) != model.checksum:
-            raise StaleDatabaseError(f"the image database {path} was built by another model; {fix}")
-        if str(saved["dataset"]) != dataset.name or not np.array_equal(saved["image_ids"],
-                                                                        dataset.image_ids):
-            raise StaleDatabaseError(f"the image database {path} does not match the "
-                                     f"{dataset.name} dataset's images; {fix}")
-        return cls(saved["image_ids"], saved["embeddings"], model, dataset)
-
-    @classmethod
-    def load_or_build(cls, model, dataset, *, path=None) -> ImageDatabase:
-        """Load the saved database, or build and save it when missing, damaged or stale.
-
-        ``path`` defaults to :func:`capstone.data.paths.default_database_path` of the dataset.
-        """
-        path = Path(path) if path else default_database_path(dataset.name)
-        try:
-            return cls.load(path, model, dataset)
-        except (OSError, ValueError):  # missing, stale or damaged: rebuild
-            database = cls.build(model, dataset)
-            database.save(path)
-            return database
 
     # -- looking up ----------------------------------------------------------------------------
     def row(self, image_id) -> int:
@@ -154,7 +106,7 @@ class ImageDatabase:
     # -- searching -----------------------------------------------------------------------------
     def query_vector(self, vector, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(image_ids, scores)`` of the ``min(k, n)`` images nearest ``vector``, best first."""
-        k = _check_count(k)
+        k = check_count(k)
         if self.index is not None:  # approximate: faster, may miss a few of the exact top k
             rows, scores = self.index.search(vector, k)
             return self.image_ids[rows], scores
@@ -162,13 +114,14 @@ class ImageDatabase:
         best = top_k(scores, k)
         return self.image_ids[best], scores[best]
 
-    def query(self, text: str, k: int = 10, **options) -> list[dict]:
-        """The ``k`` best matches of ``text``, each with ``why``: :meth:`search`'s ``results``."""
-        return self.search(text, k, **options).results
+    def query(self, text: str, k: int = 10) -> list[dict]:
+        """The ``k`` images nearest ``se_text`` of ``text``, best first (:meth:`result` each).
 
-    def search(self, text: str = "", k: int = 10, **options):
-        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see capstone.search.query."""
-        return search_query(self, text, k, **options)
+        :class:`capstone.search.database.SearchDatabase` adds typo correction, ``-word``,
+        ``2:word``, images in the query and ``why``, and still embeds the words with ``se_text``.
+        """
+        ids, scores = self.query_vector(self.model.embed_query(text), k)
+        return [self.result(image_id, score) for image_id, score in zip(ids, scores)]
 
     def similar(
         self, image_id: int, k: int = 10, space: str = "semantic", include_self: bool = True
@@ -179,7 +132,7 @@ class ImageDatabase:
         captions) or ``"features"`` (the raw ResNet features: images that look alike);
         ``include_self`` puts the image itself first.
         """
-        k = _check_count(k)
+        k = check_count(k)
         if space not in SPACES:
             raise ValueError(f"space must be one of {', '.join(SPACES)}; got {space!r}")
         row = self.row(image_id)
@@ -206,7 +159,7 @@ class ImageDatabase:
         something for caption words and nothing for others: the candidates are the training
         captions' words among GloVe's :data:`TAG_VOCABULARY_SIZE` most frequent, less stop words.
         """
-        n = _check_count(n, "n")
+        n = check_count(n, "n")
         embedding = self.embeddings[self.row(image_id)]
         words, vectors = self.tag_vocabulary()
         scores = vectors @ embedding

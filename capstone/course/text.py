@@ -82,7 +82,7 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 # -- the fast version, many captions at once -----------------------------------------------------
-def _ascii(texts: list) -> list:
+def ascii_texts(texts: list) -> list:
     """The texts, each non-ASCII one already tokenised (what :func:`token_rows` expects)."""
     return [text if text.isascii() else " ".join(tokenize(text)) for text in texts]
 
@@ -146,7 +146,7 @@ class TextEmbedder:
         if not parts:
             raise ValueError("fit needs at least one caption to compute the IDF from")
         for chunk in parts:
-            rows, starts = token_rows(_ascii(chunk), lookup)
+            rows, starts = token_rows(ascii_texts(chunk), lookup)
             words = sparse.csr_matrix((np.ones(len(rows)), rows, starts), (len(chunk), n_rows))
             words.sum_duplicates()  # one entry per (caption, word)
             caption_counts += np.bincount(words.indices, minlength=n_rows)
@@ -165,13 +165,26 @@ class TextEmbedder:
 
     def _weighted_sums(self, texts: list) -> np.ndarray:
         """``(len(texts), D)`` float32 weighted sums of each text's word vectors."""
-        rows, starts = token_rows(_ascii(texts), self._lookup)
+        rows, starts = token_rows(ascii_texts(texts), self._lookup)
         # multiply by the used GloVe rows only: scipy would copy a Fortran-ordered memory map whole
         used, columns = used_rows(rows, self._lookup.n_rows)
         weights = sparse.csr_matrix(
             (self._row_weights[rows], columns, starts), (len(texts), len(used))
         )
         return weights @ np.asarray(self.glove.vectors[used], dtype=np.float32)
+
+    def terms(self, words: Sequence[str]) -> np.ndarray:
+        """``(len(words), D)`` float64: each word's term of ``se_text``, its weight times its GloVe
+        vector (zero when not in GloVe, or a dropped stop word).
+
+        A text's embedding is the sum of its tokens' terms at unit length, so a query that
+        weighs its words (:mod:`capstone.search.query`) sums the same terms with other
+        multipliers.
+        """
+        words = list(words)
+        if not words:
+            return np.zeros((0, self.dim))
+        return self._weighted_sums(words).astype(np.float64)
 
     def embed_query(self, text: str) -> np.ndarray:
         """``(D,)`` unit embedding of one query; ``ValueError`` when no word of it is known."""

@@ -1,44 +1,30 @@
 """Training ``se_image`` with a margin ranking loss on (caption, good image, bad image) triples.
 
-For each triple the loss is ``max(0, margin - (cos(text, good) - cos(text, bad)))`` (the default
-preset's is a contrastive one, :mod:`capstone.further.losses`); the caption embeddings are
-constants, only the image embedder learns. One step::
+For each triple the loss is ``max(0, margin - (cos(text, good) - cos(text, bad)))``; the caption
+embeddings are constants, only the image embedder learns. :func:`train_epoch` is notebook 4's
+loop, statement for statement (a test runs both and compares the weights): per batch, embed the
+good and bad images, compare them with the captions, ``loss.backward()``, ``optim.step()``.
 
-    loss, sim_good, sim_bad = triple_loss(image, text, good_features, bad_features, margin)
-    loss.backward()
-    optim.step()
-
-Each epoch draws new hard-negative triples from the training images and takes such a step per
-batch; validation triples are fixed (same seed every run), so validation accuracy compares
-across runs. The best epoch is kept (:class:`capstone.pipeline.checkpoint.Checkpoint`) and returned, also
-when training is interrupted. Notebook 4 writes this loop out cell by cell.
+Everything else lives outside the core: :func:`capstone.pipeline.training.train` runs epochs with
+checkpoints, curves and a final evaluation, and passes in what :mod:`capstone.further` adds (an
+embedder object, a loss function) as parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mygrad as mg
 import numpy as np
 from mygrad.nnet.losses import margin_ranking_loss
 from mynn.optimizers import SGD, Adam
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
-from capstone.pipeline.checkpoint import Checkpoint, epoch_record
-from capstone.data.dataset import load_dataset
-from capstone.course.evaluate import evaluate
-from capstone.further.embedders import EMBEDDERS, new_image_embedder
-from capstone.further.losses import CONTRASTIVE, LOSSES
-from capstone.data.glove import load_word_vectors
-from capstone.ui.live import new_recorder
-from capstone.data.paths import default_model_path
-from capstone.course.text import TextEmbedder
-from capstone.course.triples import NEGATIVES, make_triples, triple_accuracy, triple_metrics
+from capstone.course.triples import NEGATIVES, make_triples, triple_metrics
 
 OPTIMIZERS = ("sgd", "adam")
+EMBEDDERS = ("linear", "mlp")  # built by capstone.further.embedders
+LOSSES = ("margin", "contrastive", "contrastive-both")  # beyond "margin": capstone.further.losses
 
 
 @dataclass(frozen=True)
@@ -102,57 +88,46 @@ def resolve_settings(preset=None, **changes) -> Settings:
     return PRESETS[preset or "default"].replace(**changes)
 
 
-def triple_loss(image, text, good_features, bad_features, margin):
-    """Margin ranking loss of a batch, in the image embedder's graph; also both similarities.
-
-    ``text`` (n, D) holds unit caption embeddings (constants); ``good_features`` and
-    ``bad_features`` (n, 512) the images. Returns ``(loss, sim_good, sim_bad)``: a mygrad scalar
-    and two NumPy arrays of cosines.
-    """
-    both = image(np.concatenate([good_features, bad_features]))  # one matmul for both
-    both = both / mg.sqrt(mg.sum(both**2, axis=1, keepdims=True) + 1e-12)
-    sim_good = mg.sum(both[: len(text)] * text, axis=1)
-    sim_bad = mg.sum(both[len(text) :] * text, axis=1)
-    return margin_ranking_loss(sim_good, sim_bad, 1, margin), sim_good.data, sim_bad.data
-
-
-cosine_triple_loss = triple_loss  # its earlier name
+def unit(x):
+    """Rows of a mygrad tensor scaled to length 1, in the graph (``1e-12``: never divide by 0)."""
+    return x / mg.sqrt(mg.sum(x**2, axis=1, keepdims=True) + 1e-12)
 
 
 def make_optimizer(settings: Settings, parameters):
-    """MyNN's ``SGD`` (with momentum) or ``Adam`` over ``parameters``."""
+    """MyNN's ``SGD`` (with momentum) or ``Adam`` over ``parameters``, as ``settings`` say."""
     if settings.optimizer == "sgd":
         return SGD(parameters, learning_rate=settings.lr, momentum=settings.momentum)
     return Adam(parameters, learning_rate=settings.lr)
 
 
-def train_epoch(image, optim, features, caption_embeddings, triples, settings, recorder, *,
-                on_batch=None, bar=None) -> dict:
+def epoch_triples(dataset, caption_embeddings, settings: Settings, rng):
+    """An epoch's fresh training triples, shuffled; drawn from ``rng`` (seeded once per run)."""
+    return make_triples(dataset, caption_embeddings, negatives=settings.negatives,
+                        n_candidates=settings.n_candidates,
+                        seed=rng.integers(2**32)).shuffled(rng)
+
+
+def train_epoch(model, optim, features, caption_embeddings, triples, settings, plot, loss_of=None):
     """One pass over ``triples`` in batches of ``settings.batch_size``: loss, backward, step.
 
-    Each batch's ``loss`` and ``accuracy`` go to ``recorder`` (noggin's ``set_train_batch``), then
-    to ``on_batch(batch_index, metrics)`` when given. Returns the epoch's means over triples.
+    Notebook 4's loop. Each batch's ``loss`` and ``accuracy`` go to ``plot`` (noggin's
+    ``set_train_batch``). ``loss_of(captions, good, bad, good_rows, bad_rows)``, when given,
+    replaces the margin ranking loss (e.g. :mod:`capstone.further.losses`): it receives the
+    batch's caption and unit image embeddings and the images' rows of ``features``.
     """
-    totals = np.zeros(2)
-    loss_of, knob = ((triple_loss, settings.margin) if settings.loss == "margin"
-                     else (CONTRASTIVE[settings.loss], settings.temperature))
-    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only cost time
-        for batch_index, start in enumerate(range(0, len(triples), settings.batch_size)):
-            rows = slice(start, start + settings.batch_size)
-            loss, sim_good, sim_bad = loss_of(
-                image, caption_embeddings[triples.caption_rows[rows]],
-                features[triples.good_rows[rows]], features[triples.bad_rows[rows]], knob)
-            loss.backward()  # mygrad 2 starts every graph with fresh gradients: none accumulate
-            optim.step()
-            metrics = {"loss": loss.item(), "accuracy": triple_accuracy(sim_good, sim_bad)}
-            recorder.set_train_batch(metrics, batch_size=len(sim_good))
-            totals += len(sim_good) * np.array([metrics["loss"], metrics["accuracy"]])
-            if bar is not None:
-                bar.update()
-            if on_batch:
-                on_batch(batch_index, metrics)
-    recorder.set_train_epoch()
-    return dict(zip(("loss", "accuracy"), (totals / len(triples)).tolist()))
+    for start in range(0, len(triples), settings.batch_size):
+        batch = slice(start, start + settings.batch_size)
+        captions = caption_embeddings[triples.caption_rows[batch]]
+        good = unit(model(features[triples.good_rows[batch]]))
+        bad = unit(model(features[triples.bad_rows[batch]]))
+        sim_good, sim_bad = mg.sum(good * captions, axis=1), mg.sum(bad * captions, axis=1)
+        loss = (margin_ranking_loss(sim_good, sim_bad, 1, settings.margin) if loss_of is None
+                else loss_of(captions, good, bad, triples.good_rows[batch], triples.bad_rows[batch]))
+        loss.backward()
+        optim.step()
+        accuracy = np.mean(sim_good.data > sim_bad.data)
+        plot.set_train_batch({"loss": loss.item(), "accuracy": accuracy}, batch_size=len(captions))
+    plot.set_train_epoch()
 
 
 def validation_triples(dataset, caption_embeddings) -> dict:
@@ -167,114 +142,3 @@ def validation_metrics(image, dataset, caption_embeddings, validation, margin) -
     hard = triple_metrics(image_embeddings, caption_embeddings, validation["hard"], margin)
     random = triple_metrics(image_embeddings, caption_embeddings, validation["random"], margin)
     return {**hard, "accuracy_random": random["accuracy"]}
-
-
-@dataclass
-class History:
-    """What happened during :func:`train`.
-
-    ``records`` has one dict per epoch (``epoch``, ``train_loss``, ``train_accuracy``,
-    ``val_loss``, ``val_accuracy``, ``val_accuracy_random``, ``seconds``); ``best_epoch`` is the
-    returned model's (0: untrained); ``recorder`` is noggin's record of every batch and epoch and
-    ``figure`` its curves (``None`` with ``plot=False``).
-    """
-
-    records: list = field(default_factory=list)
-    best_epoch: int = 0
-    interrupted: bool = False
-    recorder: object = None
-    figure: object = None
-
-
-def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
-          progress=True, on_batch=None, preset=None, **changes):
-    """Train an image embedder on a dataset's training images; return the best model.
-
-    Parameters
-    ----------
-    dataset : capstone.data.dataset.Dataset or str, optional
-        A dataset or its name; by default :func:`capstone.data.dataset.load_dataset`'s default.
-    settings : Settings or str, optional
-        Or a preset's name (``preset=`` is the same; default ``"default"``), changed by
-        ``**changes`` (e.g. ``epochs=3``).
-    text : capstone.course.text.TextEmbedder, optional
-        By default fitted on the training captions with ``glove`` (by default the dataset's).
-    out : path-like or False, optional
-        Where each improving epoch is saved (default: the dataset's model path; ``False``: not
-        saved); a bad path is refused before training.
-    plot, live, progress, on_batch
-        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``.
-
-    Returns
-    -------
-    model : capstone.data.model.SearchModel
-        The best epoch's weights; ``info`` records the settings and (unless interrupted) every
-        metric of :func:`capstone.course.evaluate.evaluate`.
-    history : History
-    """
-    chosen = settings or preset or "default"
-    settings = resolve_settings(chosen, **changes)
-    dataset = load_dataset(dataset) if dataset is None or isinstance(dataset, str) else dataset
-    out = None if out is False else default_model_path(dataset.name) if out is None else out
-    text = text if text is not None else fit_text(dataset, glove)
-    started = time.perf_counter()
-    caption_embeddings = text.embed(dataset.captions)
-    validation = validation_triples(dataset, caption_embeddings)
-    rng = np.random.default_rng(settings.seed)
-    image = new_image_embedder(settings, dataset, text.dim)
-    optim = make_optimizer(settings, image.parameters)
-    recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
-        image, dataset, caption_embeddings, validation, settings.margin))
-    history = History(recorder=recorder)
-    preset = chosen if isinstance(chosen, str) else None
-    info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
-    untrained = validation_metrics(image, dataset, caption_embeddings, validation, settings.margin)
-    checkpoint = Checkpoint(image, text, info, out, untrained)
-
-    epoch = 0
-    bars = [tqdm(desc=desc, disable=not progress) for desc in ("epochs", "batches")]
-    bars[0].reset(total=settings.epochs)
-    try:
-        for epoch in range(1, settings.epochs + 1):
-            epoch_start = time.perf_counter()
-            triples = make_triples(dataset, caption_embeddings, negatives=settings.negatives,
-                                   n_candidates=settings.n_candidates,
-                                   seed=int(rng.integers(2**32))).shuffled(rng)
-            bars[1].reset(total=-(-len(triples) // settings.batch_size))
-            means = train_epoch(image, optim, dataset.features, caption_embeddings, triples,
-                                settings, recorder, bar=bars[1],
-                                on_batch=on_batch and (lambda *a, e=epoch: on_batch(e, *a)))
-            val = validation_metrics(image, dataset, caption_embeddings, validation,
-                                     settings.margin)
-            recorder.set_test_batch({"loss": val["loss"], "accuracy": val["accuracy"]},
-                                    batch_size=len(validation["hard"]))
-            recorder.set_test_epoch()
-            history.records.append(epoch_record(epoch, means, val, epoch_start))
-            bars[0].update()
-            if checkpoint.update(epoch, val):
-                history.best_epoch = epoch
-    except KeyboardInterrupt:
-        history.interrupted = True
-        print(f"interrupted in epoch {epoch}: returning the best model so far "
-              f"({checkpoint.describe()})")
-    finally:
-        for bar in bars:
-            bar.close()
-
-    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
-    model = checkpoint.best_model()
-    model.info["metrics"].update(epochs_run=len(history.records),
-                                 seconds=round(time.perf_counter() - started, 2))
-    if not history.interrupted:
-        model.info["metrics"].update(evaluate(model, dataset))
-        if out is not None:
-            model.save(out)
-    history.figure = recorder.close() if plot else None
-    return model, history
-
-
-def fit_text(dataset, glove=None) -> TextEmbedder:
-    """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
-    glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
-    return TextEmbedder.fit(captions, glove, dataset.glove_name)

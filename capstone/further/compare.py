@@ -15,7 +15,7 @@ import numpy as np
 from capstone.course.evaluate import evaluate
 from capstone.data.glove import load_glove
 from capstone.sample import KINDS, UNUSED_SYNONYMS
-from capstone.course.train import train
+from capstone.pipeline.training import train
 from capstone.further.ridge import fit_ridge
 from capstone.further.sif import fit_text_weighted
 

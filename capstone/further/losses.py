@@ -11,7 +11,7 @@ one of its negatives (the "mask" of CLIP-style training with several captions pe
 Compared with the margin loss, every caption is pushed away from all the batch's images at once,
 weighted by how close they are, instead of from one bad image until a margin is reached.
 
-``loss="contrastive-both"`` (:func:`both_directions_loss`) adds the other direction, as CLIP
+``loss="contrastive-both"`` adds the other direction, as CLIP
 does: each image of the batch that has captions in it gets a softmax over the batch's captions,
 its own captions the right ones (``i2t``, their mean log-probability), and the loss is
 ``(1 - w) t2i + w i2t`` with ``w =`` :data:`IMAGE_TO_TEXT`. Text to image alone ranks images for
@@ -22,56 +22,56 @@ recall a little (README, "Results on the sample").
 
 from __future__ import annotations
 
+import functools
+
 import mygrad as mg
 import numpy as np
 from mygrad.nnet.activations import logsoftmax
 from mygrad.nnet.losses import softmax_crossentropy
 
-LOSSES = ("margin", "contrastive", "contrastive-both")
 IMAGE_TO_TEXT = 0.5  # the weight of the image-to-text direction in "contrastive-both"
 
 
-def candidate_columns(good_features, bad_features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_columns(good_rows, bad_rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct images of a batch, and the column of each caption's good and bad image.
 
-    Rows with identical features count as one image (they are, as far as the model can tell).
+    Returns the position of each distinct image's first appearance in ``good_rows`` followed by
+    ``bad_rows`` (the candidates), then each good and each bad image's candidate column.
     """
-    both = np.concatenate([good_features, bad_features])
-    candidates, columns = np.unique(both, axis=0, return_inverse=True)
+    both = np.concatenate([good_rows, bad_rows])
+    _, first, columns = np.unique(both, return_index=True, return_inverse=True)
     columns = columns.reshape(-1)
-    return candidates, columns[: len(good_features)], columns[len(good_features) :]
+    return first, columns[: len(good_rows)], columns[len(good_rows) :]
 
 
-def contrastive_loss(image, text, good_features, bad_features, temperature, *,
+def contrastive_loss(captions, good, bad, good_rows, bad_rows, *, temperature,
                      image_to_text=0.0):
-    """In-batch softmax loss of a batch, in the image embedder's graph; also two similarities.
+    """In-batch softmax loss of a batch, in the image embedder's graph.
 
-    Same arguments and results as :func:`capstone.course.train.triple_loss`, with ``temperature`` in
-    place of the margin: ``(loss, sim_good, sim_bad)``, a mygrad scalar and the cosines of each
-    caption with its good and its bad image (NumPy). ``image_to_text`` weighs the other
-    direction (0: text to image only).
+    ``captions`` (n, D) are the captions' embeddings (constants), ``good`` and ``bad`` (n, D)
+    the unit embeddings of their good and bad images (mygrad tensors), ``good_rows`` and
+    ``bad_rows`` those images' rows (an image that appears twice is one candidate). The
+    ``loss_of`` that :func:`capstone.course.train.train_epoch` takes, with ``temperature`` bound
+    (:func:`loss_for`); ``image_to_text`` weighs the other direction (0: text to image only).
     """
-    candidates, good, bad = candidate_columns(good_features, bad_features)
-    embedded = image(candidates)
-    embedded = embedded / mg.sqrt(mg.sum(embedded**2, axis=1, keepdims=True) + 1e-12)
-    cosines = mg.matmul(np.asarray(text, dtype=np.float32), embedded.T)
-    loss = softmax_crossentropy(cosines / temperature, good)
+    first, good_columns, _ = candidate_columns(good_rows, bad_rows)
+    candidates = mg.concatenate([good, bad])[first]
+    cosines = mg.matmul(np.asarray(captions, dtype=np.float32), candidates.T)
+    loss = softmax_crossentropy(cosines / temperature, good_columns)
     if image_to_text:
-        owners = np.unique(good)  # the candidates that are some caption's own image
-        own = (good[None, :] == owners[:, None]).astype(np.float32)  # (owners, captions)
+        owners = np.unique(good_columns)  # the candidates that are some caption's own image
+        own = (good_columns[None, :] == owners[:, None]).astype(np.float32)  # (owners, captions)
         log_p = logsoftmax(cosines.T[owners] / temperature, axis=1)
         i2t = -mg.mean(mg.sum(log_p * own, axis=1) / own.sum(axis=1))
         loss = (1 - image_to_text) * loss + image_to_text * i2t
-    rows = np.arange(len(good))
-    return loss, cosines.data[rows, good], cosines.data[rows, bad]
+    return loss
 
 
-
-def both_directions_loss(image, text, good_features, bad_features, temperature):
-    """:func:`contrastive_loss` with the image-to-text direction weighed :data:`IMAGE_TO_TEXT`
-    (``loss="contrastive-both"``)."""
-    return contrastive_loss(image, text, good_features, bad_features, temperature,
-                            image_to_text=IMAGE_TO_TEXT)
-
-
-CONTRASTIVE = {"contrastive": contrastive_loss, "contrastive-both": both_directions_loss}
+def loss_for(settings):
+    """The ``loss_of`` of ``settings.loss`` for :func:`capstone.course.train.train_epoch`
+    (``None``: the course's margin loss)."""
+    if settings.loss == "margin":
+        return None
+    weight = IMAGE_TO_TEXT if settings.loss == "contrastive-both" else 0.0
+    return functools.partial(contrastive_loss, temperature=settings.temperature,
+                             image_to_text=weight)

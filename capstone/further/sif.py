@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capstone.course.text import TextEmbedder, _ascii, unit_rows
+from capstone.course.text import TextEmbedder, ascii_texts, unit_rows
 from capstone.course.token_rows import RowLookup, chunks, token_rows
 
 A = 1e-3  # the paper's range is 1e-4 to 1e-3
@@ -57,7 +57,7 @@ class SIFTextEmbedder(TextEmbedder):
         if not parts:
             raise ValueError("fit needs at least one caption to count the words of")
         for chunk in parts:
-            counts += np.bincount(token_rows(_ascii(chunk), lookup)[0], minlength=lookup.n_rows)
+            counts += np.bincount(token_rows(ascii_texts(chunk), lookup)[0], minlength=lookup.n_rows)
         vocab_rows = np.flatnonzero(counts)
         share = counts[vocab_rows] / counts.sum()
         embedder = cls(glove, glove_name, [glove.index_to_key[row] for row in vocab_rows],

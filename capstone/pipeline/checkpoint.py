@@ -1,6 +1,6 @@
 """Keeping the best epoch while training: its weights in memory and, atomically, on disk.
 
-Used by :func:`capstone.course.train.train` and by the training loop that notebook 4 writes out: call
+Used by :func:`capstone.pipeline.training.train` and by the training loop that notebook 4 writes out: call
 :meth:`Checkpoint.update` once per epoch with the validation metrics.
 """
 
@@ -78,7 +78,7 @@ class Checkpoint:
 
 
 def epoch_record(epoch, train, val, epoch_start) -> dict:
-    """One row of :attr:`capstone.course.train.History.records`: an epoch's training means (``train``),
+    """One row of :attr:`capstone.pipeline.training.History.records`: an epoch's training means (``train``),
     validation metrics (``val``) and seconds since ``epoch_start`` (``time.perf_counter()``)."""
     return {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "val_loss": val["loss"], "val_accuracy": val["accuracy"],

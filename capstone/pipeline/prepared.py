@@ -19,7 +19,7 @@ import numpy as np
 
 from capstone.data.captions import load_caption_store
 from capstone.data.dataset import dataset_files, load_dataset, read_captions, rows_of_features
-from capstone.course.database import ImageDatabase
+from capstone.search.database import SearchDatabase
 from capstone.data.model import load_model
 from capstone.data.paths import (check_dataset_name, default_database_path, default_dataset_name,
                     default_model_path, say)
@@ -33,7 +33,7 @@ SECONDS_PER_TRIPLE, SECONDS_PER_BATCH = 1.2e-5, 4.5e-4
 class SearchView:
     """What search needs of a dataset, without its features or its list of captions.
 
-    Stands in for a :class:`capstone.data.dataset.Dataset` in an :class:`ImageDatabase`: ``name``,
+    Stands in for a :class:`capstone.data.dataset.Dataset` in an :class:`SearchDatabase`: ``name``,
     ``image_ids`` (the images with features), ``urls``, ``image_captions`` and ``scenes`` as
     a Dataset has them; the features are read on first use (:meth:`features_of`).
     """
@@ -84,7 +84,7 @@ def load_search_view(name: str | None = None) -> SearchView:
     return SearchView(files["name"], image_ids, store, files["features"], files["remedy"])
 
 
-def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
+def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
     """The saved image database of a dataset with its model, read fast for search.
 
     Parameters
@@ -99,7 +99,7 @@ def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
 
     Returns
     -------
-    ImageDatabase
+    SearchDatabase
         Loaded when the saved one matches the model and the images, else built (saying so)
         from the full dataset and saved.
     """
@@ -114,18 +114,18 @@ def open_database(dataset=None, model=None, *, path=None) -> ImageDatabase:
             model = load_model(model, dataset=view.name)
     path = path or default_database_path(view.name)
     try:
-        return ImageDatabase.load(path, model, view)
+        return SearchDatabase.load(path, model, view)
     except (OSError, ValueError):  # missing, stale or damaged: build it from the dataset
         pass
     say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
     full = view if hasattr(view, "captions") else load_dataset(view.name)
-    database = ImageDatabase.build(model, full)
+    database = SearchDatabase.build(model, full)
     database.save(path)
     return database
 
 
 def training_estimate(dataset, settings) -> float:
-    """Rough seconds that :func:`capstone.course.train.train` takes with ``settings`` on ``dataset``."""
+    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on ``dataset``."""
     n_triples = int(np.count_nonzero(dataset.train_captions_mask))
     n_batches = -(-n_triples // settings.batch_size)
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
@@ -150,7 +150,7 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     progress : bool
         Show the progress bars.
     **changes
-        Settings to change (e.g. ``epochs=3``), as :func:`capstone.course.train.train` takes them.
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train` takes them.
 
     Returns
     -------
@@ -161,7 +161,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
         return load_model(path, dataset=name)  # nothing else is read for a saved model
     except FileNotFoundError:
         pass
-    from capstone.course.train import resolve_settings, train  # training's libraries load only when it runs
+    from capstone.course.train import resolve_settings
+    from capstone.pipeline.training import train  # training's libraries load only when it runs
 
     dataset = load_dataset(name) if isinstance(dataset, str) or dataset is None else dataset
     preset = preset or ("class" if dataset.n_images > 10_000 else "default")

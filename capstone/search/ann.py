@@ -1,4 +1,4 @@
-"""Search indexes behind :meth:`ImageDatabase.query`: exact top-k, FAISS HNSW and FAISS IVF-PQ.
+"""Search indexes behind :meth:`SearchDatabase.query`: exact top-k, FAISS HNSW and FAISS IVF-PQ.
 
 Every index answers ``search(vector, k) -> (rows, scores)``: ``min(k, n)`` row numbers of the
 embedding matrix, best first, with their cosines (finite float32). Rows are expected to be unit
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from capstone.course.database import _check_count, top_k
+from capstone.course.database import check_count, top_k
 from capstone.course.text import unit_rows
 
 KINDS = ("exact", "hnsw", "ivfpq")
@@ -175,7 +175,7 @@ class ExactIndex(_Index):
         -------
         (rows, scores) : int64 and float32 arrays
         """
-        return self._exact(self._query(vector), _check_count(k))
+        return self._exact(self._query(vector), check_count(k))
 
 
 class HNSWIndex(_Index):
@@ -199,9 +199,9 @@ class HNSWIndex(_Index):
     def __init__(self, embeddings, M: int = 16, ef_construction: int = 80, ef_search: int = 128):
         super().__init__(embeddings)
         faiss = _faiss(self.kind)
-        self.M = _check_count(M, "M")
-        self.ef_construction = _check_count(ef_construction, "ef_construction")
-        self.ef_search = _check_count(ef_search, "ef_search")
+        self.M = check_count(M, "M")
+        self.ef_construction = check_count(ef_construction, "ef_construction")
+        self.ef_search = check_count(ef_search, "ef_search")
         self.index = faiss.IndexHNSWFlat(self.dim, self.M, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = self.ef_construction
         self.index.add(self.embeddings)
@@ -229,7 +229,7 @@ class HNSWIndex(_Index):
         -------
         (rows, scores) : int64 and float32 arrays; scores are exact cosines
         """
-        vector, k = self._query(vector), _check_count(k)
+        vector, k = self._query(vector), check_count(k)
         want = min(k, self.n)
         settings = self._faiss.SearchParametersHNSW(efSearch=max(self.ef_search, want))
         with _one_thread(self._faiss):
@@ -283,17 +283,17 @@ class IVFPQIndex(_Index):
         super().__init__(embeddings)
         faiss = _faiss(self.kind)
         n, dim = self.n, self.dim
-        self.nlist = _check_count(nlist if nlist is not None else max(1, round(math.sqrt(n))),
+        self.nlist = check_count(nlist if nlist is not None else max(1, round(math.sqrt(n))),
                                   "nlist")
-        self.m = _check_count(m if m is not None else _default_m(dim), "m")
+        self.m = check_count(m if m is not None else _default_m(dim), "m")
         if dim % self.m:
             raise ValueError(f"m must divide the embedding dimension {dim}, got m={self.m}")
-        self.nbits = _check_count(
+        self.nbits = check_count(
             nbits if nbits is not None else max(1, min(8, int(math.log2(max(n, 2))))), "nbits"
         )
-        self.nprobe = _check_count(nprobe, "nprobe")
-        self.rerank = _check_count(rerank, "rerank")
-        self.train_size = min(n, _check_count(
+        self.nprobe = check_count(nprobe, "nprobe")
+        self.rerank = check_count(rerank, "rerank")
+        self.train_size = min(n, check_count(
             train_size if train_size is not None else 40 * max(self.nlist, 2**self.nbits),
             "train_size",
         ))
@@ -337,7 +337,7 @@ class IVFPQIndex(_Index):
         -------
         (rows, scores) : int64 and float32 arrays; scores are exact cosines
         """
-        vector, k = self._query(vector), _check_count(k)
+        vector, k = self._query(vector), check_count(k)
         settings = self._faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
         with _one_thread(self._faiss):
             _, rows = self.index.search(

@@ -15,6 +15,9 @@ result's score can be split back into words:
 - **Explanations:** a result's cosine score is ``raw . e / ||raw||`` for the query's raw sum
   ``raw`` of weighted vectors, so it splits exactly into one share per word (and image):
   ``why[word] = weight * vector . e / ||raw||`` sums to the score.
+- **One path:** every word's vector is ``se_text``'s own term of it, from the model's text
+  embedder (:meth:`capstone.course.text.TextEmbedder.terms`); correction and arithmetic only
+  change which words count and how much, so a plain query's vector is ``se_text`` of its text.
 - **Diversity** (``dedup=``): a result within a cosine threshold of a better-ranked result is
   dropped, as clip-retrieval does.
 """
@@ -261,11 +264,9 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
         if used is not None:
             net[used] = net.get(used, 0.0) + multiplier
     words = list(net)
-    weights = embedder.weights_of(words) if words else np.zeros(0)  # 0: a dropped stop word
-    vectors = np.array([weights[i] * np.asarray(glove[word], np.float64)
-                        for i, word in enumerate(words)]).reshape(len(words), embedder.dim)
+    vectors = embedder.terms(words)  # se_text's term of each word (0: a dropped stop word)
     multipliers = np.array([net[word] for word in words])
-    keep = weights * multipliers != 0
+    keep = vectors.any(axis=1) & (multipliers != 0)
     keys = [word if net[word] > 0 else f"-{word}" for word in np.array(words)[keep].tolist()]
     parts = multipliers[keep, None] * vectors[keep]
     if image_ids:  # beside unit images, the text as typed counts TEXT_WEIGHT (its plain sum's norm)
@@ -279,7 +280,7 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
     query.keys, query.parts = keys, parts
     if len(parts) and np.linalg.norm(query.raw) > 1e-9:
         return query
-    if (weights != 0).any():
+    if vectors.any():
         raise ValueError(f"the words of query {text!r} cancel out: add a word, or drop a -word")
     ignored = " (common words such as 'the' are ignored)" if embedder.stop_words else ""
     raise ValueError(f"no known words in query {text!r}{ignored}: try ordinary English words "
@@ -289,7 +290,7 @@ def build_query(model, text: str = "", image_vectors=None, image_ids=(), *,
 # -- searching -----------------------------------------------------------------------------------
 @dataclass
 class Search:
-    """What :meth:`capstone.course.database.ImageDatabase.search` returns.
+    """What :meth:`capstone.search.database.SearchDatabase.search` returns.
 
     Attributes
     ----------
@@ -336,7 +337,7 @@ def search(db, text: str = "", k: int = 10, *, image=None, dedup=False, correct=
 
     Parameters
     ----------
-    db : capstone.course.database.ImageDatabase
+    db : capstone.search.database.SearchDatabase
     text : str
         The query (see :func:`parse`); may be empty when ``image`` is given.
     k : int

@@ -162,7 +162,7 @@ def show_images(
     images : sequence of int or of dict
         Image ids, or search results (dicts with ``image_id``, ``url``, ``captions`` and
         ``score``, and ``why``: its top two words are shown, as
-        :meth:`capstone.course.database.ImageDatabase.query` returns).
+        :meth:`capstone.search.database.SearchDatabase.query` returns).
     captions : bool
         Show each image's first caption.
     scores : sequence of float, optional

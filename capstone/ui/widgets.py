@@ -110,7 +110,7 @@ class SearchBox(widgets.VBox):
         How many results to show: 1 to ``max(k, 24)``, never more than the database holds.
     diverse : ipywidgets.Checkbox
         Leave out near-duplicate results (``dedup`` of
-        :meth:`capstone.course.database.ImageDatabase.search`).
+        :meth:`capstone.search.database.SearchDatabase.search`).
     message : ipywidgets.HTML
         A hint, what was searched for ("showing results for: a red **boat**"), or why there are
         no results (CSS class ``capstone-message``).
@@ -297,7 +297,7 @@ def search_box(db, k: int = 6, *, debounce: float = 0.25, thumbnail: int = 160) 
 
     Parameters
     ----------
-    db : capstone.course.database.ImageDatabase
+    db : capstone.search.database.SearchDatabase
     k : int
         Results shown at first (a slider changes it).
     debounce : float

@@ -1,0 +1,172 @@
+"""Training end to end: epochs of the core's loop with checkpoints, curves and a final evaluation.
+
+:func:`train` is the one public way to train (the command line, the app, the notebooks and the
+benchmarks call it). Each epoch draws new hard-negative triples and runs
+:func:`capstone.course.train.train_epoch` over them; validation triples are fixed (same seed every
+run), so validation accuracy compares across runs. The best epoch is kept
+(:class:`capstone.pipeline.checkpoint.Checkpoint`) and returned, also when training is
+interrupted. What :mod:`capstone.further` adds comes in here, as the embedder object and the
+loss function the core's loop receives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from capstone.course.evaluate import evaluate
+from capstone.course.text import TextEmbedder
+from capstone.course.train import (epoch_triples, make_optimizer, resolve_settings, train_epoch,
+                                   validation_metrics, validation_triples)
+from capstone.data.dataset import load_dataset
+from capstone.data.glove import load_word_vectors
+from capstone.data.paths import default_model_path
+from capstone.further.embedders import new_image_embedder
+from capstone.further.losses import loss_for
+from capstone.pipeline.checkpoint import Checkpoint, epoch_record
+from capstone.ui.live import new_recorder
+
+
+@dataclass
+class History:
+    """What happened during :func:`train`.
+
+    ``records`` has one dict per epoch (``epoch``, ``train_loss``, ``train_accuracy``,
+    ``val_loss``, ``val_accuracy``, ``val_accuracy_random``, ``seconds``); ``best_epoch`` is the
+    returned model's (0: untrained); ``recorder`` is noggin's record of every batch and epoch and
+    ``figure`` its curves (``None`` with ``plot=False``).
+    """
+
+    records: list = field(default_factory=list)
+    best_epoch: int = 0
+    interrupted: bool = False
+    recorder: object = None
+    figure: object = None
+
+
+class EpochWatch:
+    """The ``plot`` that :func:`~capstone.course.train.train_epoch` reports each batch to: passes
+    it on to noggin's ``recorder``, a progress ``bar`` and ``on_batch(index, metrics)``, and
+    keeps the epoch's means over triples (:meth:`means`)."""
+
+    def __init__(self, recorder, bar=None, on_batch=None):
+        self.recorder, self.bar, self.on_batch = recorder, bar, on_batch
+        self.totals, self.count, self.batches = np.zeros(2), 0, 0
+
+    def set_train_batch(self, metrics, batch_size):
+        metrics = {"loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])}
+        self.recorder.set_train_batch(metrics, batch_size=batch_size)
+        self.totals += batch_size * np.array([metrics["loss"], metrics["accuracy"]])
+        self.count += batch_size
+        if self.bar is not None:
+            self.bar.update()
+        if self.on_batch:
+            self.on_batch(self.batches, metrics)
+        self.batches += 1
+
+    def set_train_epoch(self):
+        self.recorder.set_train_epoch()
+
+    def means(self) -> dict:
+        """The epoch's mean ``loss`` and ``accuracy`` over its triples."""
+        return dict(zip(("loss", "accuracy"), (self.totals / max(self.count, 1)).tolist()))
+
+
+def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
+          progress=True, on_batch=None, preset=None, **changes):
+    """Train an image embedder on a dataset's training images; return the best model.
+
+    Parameters
+    ----------
+    dataset : capstone.data.dataset.Dataset or str, optional
+        A dataset or its name; by default :func:`capstone.data.dataset.load_dataset`'s default.
+    settings : Settings or str, optional
+        Or a preset's name (``preset=`` is the same; default ``"default"``), changed by
+        ``**changes`` (e.g. ``epochs=3``).
+    text : capstone.course.text.TextEmbedder, optional
+        By default fitted on the training captions with ``glove`` (by default the dataset's).
+    out : path-like or False, optional
+        Where each improving epoch is saved (default: the dataset's model path; ``False``: not
+        saved); a bad path is refused before training.
+    plot, live, progress, on_batch
+        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``.
+
+    Returns
+    -------
+    model : capstone.data.model.SearchModel
+        The best epoch's weights; ``info`` records the settings and (unless interrupted) every
+        metric of :func:`capstone.course.evaluate.evaluate`.
+    history : History
+    """
+    chosen = settings or preset or "default"
+    settings = resolve_settings(chosen, **changes)
+    dataset = load_dataset(dataset) if dataset is None or isinstance(dataset, str) else dataset
+    out = None if out is False else default_model_path(dataset.name) if out is None else out
+    text = text if text is not None else fit_text(dataset, glove)
+    started = time.perf_counter()
+    caption_embeddings = text.embed(dataset.captions)
+    validation = validation_triples(dataset, caption_embeddings)
+    rng = np.random.default_rng(settings.seed)
+    image = new_image_embedder(settings, dataset, text.dim)
+    optim = make_optimizer(settings, image.parameters)
+    loss_of = loss_for(settings)
+    recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
+        image, dataset, caption_embeddings, validation, settings.margin))
+    history = History(recorder=recorder)
+    preset = chosen if isinstance(chosen, str) else None
+    info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
+    untrained = validation_metrics(image, dataset, caption_embeddings, validation, settings.margin)
+    checkpoint = Checkpoint(image, text, info, out, untrained)
+
+    epoch = 0
+    bars = [tqdm(desc=desc, disable=not progress) for desc in ("epochs", "batches")]
+    bars[0].reset(total=settings.epochs)
+    try:
+        for epoch in range(1, settings.epochs + 1):
+            epoch_start = time.perf_counter()
+            triples = epoch_triples(dataset, caption_embeddings, settings, rng)
+            bars[1].reset(total=-(-len(triples) // settings.batch_size))
+            watch = EpochWatch(recorder, bars[1],
+                               on_batch and (lambda *a, e=epoch: on_batch(e, *a)))
+            with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads cost time
+                train_epoch(image, optim, dataset.features, caption_embeddings, triples, settings,
+                            watch, loss_of)
+            val = validation_metrics(image, dataset, caption_embeddings, validation,
+                                     settings.margin)
+            recorder.set_test_batch({"loss": val["loss"], "accuracy": val["accuracy"]},
+                                    batch_size=len(validation["hard"]))
+            recorder.set_test_epoch()
+            history.records.append(epoch_record(epoch, watch.means(), val, epoch_start))
+            bars[0].update()
+            if checkpoint.update(epoch, val):
+                history.best_epoch = epoch
+    except KeyboardInterrupt:
+        history.interrupted = True
+        print(f"interrupted in epoch {epoch}: returning the best model so far "
+              f"({checkpoint.describe()})")
+    finally:
+        for bar in bars:
+            bar.close()
+
+    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
+    model = checkpoint.best_model()
+    model.info["metrics"].update(epochs_run=len(history.records),
+                                 seconds=round(time.perf_counter() - started, 2))
+    if not history.interrupted:
+        model.info["metrics"].update(evaluate(model, dataset))
+        if out is not None:
+            model.save(out)
+    history.figure = recorder.close() if plot else None
+    return model, history
+
+
+def fit_text(dataset, glove=None) -> TextEmbedder:
+    """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
+    glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
+    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
+    return TextEmbedder.fit(captions, glove, dataset.glove_name)
