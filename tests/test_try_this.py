@@ -8,6 +8,9 @@ entry per numbered exercise; a prose cell that draws a comparison may carry ``cl
 ``edits``
     What the student changes: ``{"find": text, "replace": text}`` replaces ``text`` in the one
     code cell that contains it; ``{"after": text, "insert": code}`` adds a code cell after it.
+``test_edits``
+    Edits the test adds after the student's, only to keep the run short (fewer epochs); the
+    observation must hold on the short run too.
 ``until``
     Text of the last code cell to run; the cells after it are left out (run only what is needed).
 ``skip``
@@ -63,7 +66,7 @@ def applied(name, entry):
     """A copy of the notebook with the entry's edits, cut after ``until``, with ``observe``."""
     notebook = read(name)
     cells = notebook.cells
-    for edit in entry.get("edits", []):
+    for edit in entry.get("edits", []) + entry.get("test_edits", []):
         if "find" in edit:
             index = the_cell(cells, edit["find"], name)
             cells[index].source = cells[index].source.replace(edit["find"], edit["replace"])
