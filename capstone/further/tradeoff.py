@@ -106,7 +106,8 @@ def plot_tradeoff(rows, k: int = 10, ax=None):
         ax.scatter(row["latency_ms"], row["recall"], s=60, marker=markers[number % len(markers)],
                    label=label, alpha=0.8)
     ax.set(xscale="log", xlabel="median latency per query (ms, log scale)",
-           ylabel=f"Recall@{k} (share of the exact top {k})", ylim=(0, 1.05))
+           ylabel=f"Recall@{k} (share of the exact top {k})",
+           ylim=(max(0.0, min(row["recall"] for row in rows) - 0.1), 1.02))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
     ax.figure.tight_layout()
