@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Jupyter refuses to start as root (Docker, cloud VMs, CI) unless told it may.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install browser demo test lab app bench clean
+.PHONY: install browser demo test lab app bench student grade clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ app: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# The student edition: notebooks/ with each exercise's answer cleared (nbgrader), in build/student.
+student: install
+	$(PY) -m capstone student --out build/student
+
+# Grade DIR/<student>/NN_name.ipynb: a student x exercise table, printed and in DIR/grades.csv.
+grade: install
+	@test -n "$(DIR)" || { echo "usage: make grade DIR=folder-of-completed-student-notebooks"; exit 2; }
+	$(PY) -m capstone grade "$(DIR)"
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -7,7 +7,7 @@ first load (parse + write the cache) and its later loads (a memory map of the ca
 
 Features: a seeded synthetic ``resnet18_features.pkl`` with COCO's 82,612 arrays of shape
 (1, 512), ``pickle.load`` as the course does (which gives only the dict), against
-:func:`capstone.data.dataset.load_features` reading its ``.npz`` cache (sorted ids + an aligned array).
+:func:`capstone.data.store.load_features` reading its ``.npz`` cache (sorted ids + an aligned array).
 
 Everything is written to a temporary folder, the cache included. Run alone with
 ``python benchmarks/bench_data.py``.
@@ -95,7 +95,7 @@ def glove_rows(folder: Path) -> list[dict]:
 
 def features_rows(folder: Path) -> list[dict]:
     """Features: ``pickle.load`` of the course's file against our ``.npz`` cache."""
-    from capstone.data.dataset import load_features
+    from capstone.data.store import load_features
 
     path = write_features_pickle(folder / "resnet18_features.pkl")
 

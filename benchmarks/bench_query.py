@@ -38,7 +38,8 @@ def build():
 
     from capstone.search.database import SearchDatabase
     from capstone.data.glove import keyed_vectors
-    from capstone.data.model import ImageEmbedder, SearchModel
+    from capstone.course.image import ImageEmbedder
+    from capstone.data.model import SearchModel
     from capstone.course.text import TextEmbedder
 
     rng = np.random.default_rng(0)

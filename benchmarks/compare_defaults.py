@@ -2,7 +2,7 @@
 
 ``python benchmarks/compare_defaults.py [--seeds 0 1 2] [--only NAME ...] [--epochs N]
 [--images N] [--sif] [--synonyms] [--json PATH]`` trains each variant of
-:data:`capstone.further.compare.VARIANTS` on the sample (30 epochs by default) once per seed,
+:data:`capstone.pipeline.compare.VARIANTS` on the sample (30 epochs by default) once per seed,
 evaluates it on the validation images, and prints one line per variant as it finishes, then a
 Markdown table (mean and range over the seeds). The ``ridge`` row is the closed-form reference
 (:mod:`capstone.further.ridge`), which needs no seed.
@@ -25,7 +25,7 @@ import sys
 from capstone.data.dataset import load_dataset, read_dataset
 from capstone.data.paths import cache_dir
 from capstone.sample import SAMPLE_VERSION, read_marker, write_sample
-from capstone.further.compare import KEYS, VARIANTS, compare_variants, markdown, synonym_precision
+from capstone.pipeline.compare import KEYS, VARIANTS, compare_variants, markdown, synonym_precision
 
 
 def main(argv=None) -> int:

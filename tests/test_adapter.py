@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from test_database import tiny_dataset
 
+import capstone.apps.cli as cli
+from capstone.data.dataset import read_dataset
 from capstone.errors import CapstoneError, MissingFileError
 from capstone.data.glove import load_glove
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.text import TextEmbedder
 
 
@@ -38,13 +41,23 @@ def adapter(model_path, dataset, monkeypatch):
     return adapter
 
 
+@pytest.fixture(autouse=True)
+def no_committed_weights(tmp_path, monkeypatch):
+    """The repository's weights/ folder as a fresh clone has it: no exported model."""
+    import capstone.apps.weights
+
+    monkeypatch.setattr(capstone.apps.weights, "WEIGHTS_DIR", tmp_path / "weights")
+
+
 def test_without_a_trained_model_the_factory_says_how_to_train_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSTONE_MODEL", str(tmp_path / "none.npz"))
-    with pytest.raises(MissingFileError, match="python -m capstone train"):
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(MissingFileError, match="capstone train.*python -m capstone export"):
         create_search_adapter({"glove_path": None})
 
 
 def test_without_a_model_no_glove_is_read_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "cache"))
     import capstone.data.glove
 
     course_file = tmp_path / "glove.6B.200d.txt.w2v"
@@ -124,3 +137,79 @@ def test_the_course_glove_file_is_used_when_it_fits(tmp_path, model_path, monkey
 def test_search_corrects_typos_silently(adapter, typed, meant, capsys):
     assert adapter.search(typed, 6) == adapter.search(meant, 6)
     assert capsys.readouterr() == ("", "")
+
+
+# -- where the model comes from: the repository, $CAPSTONE_MODEL, the cache, else training ------
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """An empty repository weights folder and an empty cache."""
+    import capstone.apps.weights
+
+    monkeypatch.setattr(capstone.apps.weights, "WEIGHTS_DIR", tmp_path / "repository" / "weights")
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CAPSTONE_MODEL", raising=False)
+    return capstone.apps.weights
+
+
+def another_model(dataset, seed, path):
+    text = TextEmbedder.fit(dataset.captions, load_glove("glove-50d"), "glove-50d")
+    return SearchModel(ImageEmbedder(512, 50, seed=seed), text, {"dataset": "sample"}).save(path)
+
+
+def test_export_writes_the_model_into_the_repository(places, model_path, capsys):
+    assert cli.main(["export", "--dataset", "sample", "--model", str(model_path)]) == 0
+    exported = places.WEIGHTS_DIR / "sample.npz"
+    assert f"exported to {exported}" in capsys.readouterr().out
+    assert SearchModel.load(exported).checksum == SearchModel.load(model_path).checksum
+    assert exported.stat().st_size < 1_000_000  # small enough to commit
+    lean = places.export_model("sample", model_path=model_path, out=places.WEIGHTS_DIR / "x.npz")
+    with np.load(lean) as arrays:  # the sample's vocabulary vectors are small: kept
+        assert "vocab_vectors" in arrays.files
+    places.WORD_VECTORS_LIMIT = 0
+    with np.load(places.export_model("sample", model_path=model_path, out=lean)) as arrays:
+        assert "vocab_vectors" not in arrays.files  # COCO's 200-d ones are not
+    assert SearchModel.load(lean).checksum == SearchModel.load(model_path).checksum
+    capsys.readouterr()
+    assert cli.main(["export", "--dataset", "sample", "--model", str(exported.parent / "no.npz")]) == 2
+    assert capsys.readouterr().err.startswith("error: no trained model at ")  # one line
+
+
+def test_the_adapter_looks_in_the_repository_then_capstone_model_then_the_cache(
+        places, model_path, dataset, tmp_path, monkeypatch):
+    def loaded():
+        return create_search_adapter(None).model.checksum
+
+    in_cache = another_model(dataset, 5, tmp_path / "cache" / "models" / "sample.npz")
+    assert loaded() == SearchModel.load(in_cache).checksum
+    named = another_model(dataset, 6, tmp_path / "named.npz")
+    monkeypatch.setenv("CAPSTONE_MODEL", str(named))
+    assert loaded() == SearchModel.load(named).checksum
+    places.export_model("sample", model_path=model_path)
+    assert loaded() == SearchModel.load(model_path).checksum  # the committed one wins
+
+
+def test_with_no_model_the_adapter_trains_on_the_files_it_is_handed(places, tmp_path, capfd):
+    from capstone.data.glove import load_glove
+    from capstone.sample import write_sample
+
+    folder = write_sample(tmp_path / "course", n_images=150)
+    glove = load_glove("glove-50d")
+    words = [word for word in glove.index_to_key[:20_000] if word.isalpha()]
+    glove_file = write_word2vec(tmp_path / "glove.txt", words, glove[words])
+    files = {"captions_path": str(folder / "captions_train2014.json"),
+             "descriptors_path": str(folder / "resnet18_features.pkl"),
+             "glove_path": str(glove_file)}
+    adapter = create_search_adapter(files)
+    err = capfd.readouterr().err
+    assert "no trained model for sample" in err and "training one now" in err
+    assert "epochs" in err and "batches" in err  # the progress bars
+    saved = tmp_path / "cache" / "models" / "sample.npz"
+    assert SearchModel.load(saved).checksum == adapter.model.checksum
+    dataset = read_dataset(folder, "sample")
+    adapter.prepare_database(dataset.image_ids, dataset.features)
+    found = adapter.search("a red boat", 10)
+    scenes = [dataset.scenes[i]["objects"][0]["kind"] for i in found]
+    assert scenes.count("boat") >= 5  # it learned something
+    again = create_search_adapter(files)  # the next run loads it
+    assert "training" not in capfd.readouterr().err
+    assert again.model.checksum == adapter.model.checksum

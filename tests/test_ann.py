@@ -34,7 +34,9 @@ def data():
 @pytest.fixture(scope="module")
 def indexes(data):
     embeddings, _ = data
-    return {kind: build_index(embeddings, kind) for kind in KINDS}
+    built = {kind: build_index(embeddings, kind) for kind in KINDS}
+    yield built
+    built["milvus"].close()  # stops its Milvus Lite server, deletes its temporary .db
 
 
 def recall_at_k(index, exact, queries, k=K):
@@ -90,7 +92,7 @@ def test_exact_index_answers_as_the_database_does(data):
 
 def test_an_unknown_kind_is_one_line_naming_the_choices(data):
     with pytest.raises(ValueError, match="^unknown index kind 'annoy'; choose one of exact, hnsw, "
-                                         "ivfpq$"):
+                                         "ivfpq, milvus$"):
         build_index(data[0], "annoy")
 
 
@@ -130,7 +132,7 @@ def test_approximate_indexes_refuse_an_empty_database():
     assert len(rows) == len(scores) == 0
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq", "milvus"])
 def test_a_database_with_an_index_answers_queries_through_the_same_api(kind):
     dataset = tiny_dataset(n_images=300, seed=2)
     model = tiny_model(dataset)
@@ -145,6 +147,59 @@ def test_a_database_with_an_index_answers_queries_through_the_same_api(kind):
                                    [r["score"] for r in expected], atol=1e-5)
     image_ids, scores = approximate.query_vector(exact.embeddings[7], 3)
     assert image_ids[0] == exact.image_ids[7] and scores[0] == pytest.approx(1, abs=1e-5)
+    getattr(approximate.index, "close", lambda: None)()
+
+
+# -- adding images without rebuilding ------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_images_added_to_a_database_are_found_on_every_index_kind(kind):
+    dataset = tiny_dataset(n_images=400, seed=5)
+    model = tiny_model(dataset)
+    everything = ImageDatabase.build(model, dataset)
+    first, later = dataset.image_ids[:300], dataset.image_ids[300:]
+    db = use_index(ImageDatabase(first, everything.embeddings[:300], model, dataset), kind)
+    index = db.index
+    db.add(later, dataset.features[300:])
+    assert db.index is index and len(db) == len(index) == 400  # the same index, grown
+    np.testing.assert_array_equal(db.image_ids, everything.image_ids)
+    np.testing.assert_allclose(db.embeddings, everything.embeddings, atol=1e-6)
+    for row in range(300, 400, 7):  # each added image is its own nearest
+        image_ids, scores = db.query_vector(everything.embeddings[row], 3)
+        assert image_ids[0] == dataset.image_ids[row] and scores[0] == pytest.approx(1, abs=1e-5)
+    for text in ["a red boat", "a photo of a puppy", "green vehicle on the grass"]:
+        found, expected = db.query(text, 10), everything.query(text, 10)
+        overlap = {r["image_id"] for r in found} & {r["image_id"] for r in expected}
+        assert len(overlap) >= 9  # as if built with them (approximate kinds may miss one)
+        assert all(r["captions"] == dataset.image_captions[r["image_id"]] for r in found)
+    similar = db.similar(int(later[0]), 5, space="features")  # the added raw features count
+    assert similar[0]["image_id"] == later[0] and similar[0]["score"] == pytest.approx(1)
+    getattr(index, "close", lambda: None)()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_adding_an_image_already_there_is_refused_with_one_line_and_changes_nothing(kind):
+    dataset = tiny_dataset(n_images=60, seed=6)
+    model = tiny_model(dataset)
+    db = use_index(ImageDatabase.build(model, dataset), kind,
+                   **({"nlist": 4, "nbits": 4} if kind == "ivfpq" else {}))
+    new = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)
+    bad = [
+        ([dataset.image_ids[3], 9001], new, "image_id 32 is already in this database"),
+        ([9001, 9001], new, "image_id 9001 is already in this database or given twice"),
+        ([9001.5, 9002], new, "image ids must be whole numbers"),
+        (["9001", "9002"], new, "image ids must be whole numbers"),
+        ([9001], new, r"1 ids but features of shape \(2, 512\)"),
+        ([9001, 9002], new[:, :100], "features of 100 columns do not fit"),
+        ([9001, 9002], new * np.nan, "finite features"),
+    ]
+    for image_ids, features, message in bad:
+        with pytest.raises(ValueError, match=message) as error:
+            db.add(image_ids, features)
+        assert "\n" not in str(error.value)
+        assert len(db) == len(db.index) == 60 and len(db.embeddings) == 60
+    db.add(np.array([9001, 9002], dtype=np.int32), new)  # any integer type
+    assert db.image_ids.dtype == np.int64 and db.row(9002) == 61 and len(db.index) == 62
+    getattr(db.index, "close", lambda: None)()
 
 
 def test_the_index_can_be_chosen_when_the_database_is_made(indexes, data):
@@ -168,3 +223,57 @@ def test_a_search_leaves_faiss_thread_setting_as_it_was(indexes, data):
     for kind in ("hnsw", "ivfpq"):
         indexes[kind].search(data[1][0], K)
         assert faiss.omp_get_max_threads() == before
+
+
+# -- python -m capstone add ------------------------------------------------------------------------
+def test_the_add_command_keeps_added_images_for_later_searches_and_refuses_repeats(
+        tmp_path, monkeypatch, capsys):
+    import json
+    import pickle
+
+    from capstone.apps.cli import main
+    from capstone.data.dataset import read_dataset
+    from test_database import trained_sample
+
+    folder, model_path = trained_sample()
+    monkeypatch.setenv("CAPSTONE_CACHE", str(tmp_path / "cache"))  # the added images go here
+    monkeypatch.setenv("CAPSTONE_DATA_DIR", str(folder))
+    monkeypatch.setenv("CAPSTONE_MODEL", str(model_path))
+    monkeypatch.setenv("CAPSTONE_DATASET", "coco")
+    dataset = read_dataset(folder, "coco")
+    originals = [int(i) for i in dataset.image_ids[:3]]
+    new_ids = np.array([10**9 + 1, 10**9 + 2, 10**9 + 3])  # copies of three images, new ids
+    np.savez(tmp_path / "new.npz", image_ids=new_ids, features=dataset.features_of(originals))
+
+    def run(*argv):
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    status, out, err = run("add", "--features", str(tmp_path / "new.npz"))
+    assert status == 0 and out.startswith("added 3 images; the coco database now holds "
+                                          f"{len(dataset.image_ids) + 3:,} (3 added")
+    for original, copy in zip(originals, new_ids):  # a new process finds them: saved
+        status, out, _ = run("similar", "--json", "--k", "2", str(copy))
+        found = json.loads(out)
+        assert [r["image_id"] for r in found] == [copy, original]
+        assert found[1]["score"] == pytest.approx(1, abs=1e-5)
+    status, out, _ = run("search", "--json", "--k", "400", "a photo")  # every image, added too
+    assert set(new_ids.tolist()) <= {r["image_id"] for r in json.loads(out)}
+
+    status, out, err = run("add", "--features", str(tmp_path / "new.npz"))
+    assert status == 2 and out == ""
+    assert err == f"error: image_id {10**9 + 1} is already in this database or given twice; " \
+                  "add each image once\n"
+    np.savez(tmp_path / "floats.npz", image_ids=np.array([1.5]), features=np.ones((1, 512)))
+    status, _, err = run("add", "--features", str(tmp_path / "floats.npz"))
+    assert status == 2 and err.startswith("error: image ids must be whole numbers")
+    status, _, err = run("add", "--features", str(tmp_path / "missing.npz"))
+    assert status == 2 and err.startswith(f"error: no image features at {tmp_path}")
+    assert err.count("\n") == 1
+
+    course_format = {10**9 + 4: dataset.features_of([originals[0]]).reshape(1, 512)}
+    with open(tmp_path / "more.pkl", "wb") as file:  # the course's features format
+        pickle.dump(course_format, file)
+    status, out, _ = run("add", "--features", str(tmp_path / "more.pkl"))
+    assert status == 0 and "(4 added" in out

@@ -26,11 +26,15 @@ def test_bench_ann_rows_carry_ratio_and_recall_at_a_tiny_size():
     pytest.importorskip("faiss")
     bench = load("bench_ann")
     rows = bench.rows(n=3000, dim=32, queries=20)
-    assert [row["stage"].split(": ")[1].split(" ")[0] for row in rows] == ["HNSW", "IVF-PQ"]
+    assert [row["stage"].split(": ")[1].split(" ")[0] for row in rows] == ["HNSW", "IVF-PQ",
+                                                                          "Milvus"]
     for row in rows:
         assert {"stage", "baseline", "ours", "ratio", "unit", "recall", "note"} <= set(row)
-        assert row["ratio"] > 0 and 0 <= row["recall"] <= 1 and row["index_bytes"] > 0
-        assert "3,000 x 32" in row["note"] and "build" in row["note"]
+        assert row["ratio"] > 0 and 0 <= row["recall"] <= 1
+        assert "3,000 x 32" in row["note"]
+    assert all("build" in row["note"] and row["index_bytes"] > 0 for row in rows[:2])
+    milvus = rows[2]  # its rows live in Milvus Lite: inserting and indexing are timed apart
+    assert milvus["insert_s"] > 0 and milvus["index_s"] > 0 and "on disk" in milvus["note"]
     json.dumps(rows)  # what run.py --json writes: plain numbers only
 
 

@@ -12,6 +12,7 @@ Screenshots go to ``build/screenshots/``. The kernel-freeing tests start the sea
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -228,6 +229,29 @@ def test_search_page_shows_results_that_follow_the_query(server, database, page)
     assert page.locator(".capstone-result").count() == 0
 
 
+def test_thumbs_re_rank_the_search_page_and_show_the_update(server, database, page):
+    page.goto(server.url("voila/render/app.ipynb"), timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
+    pixels = search(page, database, "house")
+    k = page.locator(".capstone-result").count()
+    shown = [result["image_id"] for result in database.query("house", k)]
+    steps = [([shown[3]], []), ([shown[3]], [shown[0]])]
+    page.locator(".capstone-result").nth(3).locator(".capstone-like").click()  # 👍
+    for step, (like, unlike) in enumerate(steps):
+        if step:  # 👎 on the first result, wherever the 👍 moved it
+            where = [r["image_id"] for r in database.query("house", k, like=steps[0][0])]
+            page.locator(".capstone-result").nth(where.index(shown[0])).locator(
+                ".capstone-unlike").click()
+        found = database.search("house", k, like=like, unlike=unlike)
+        page.locator(".capstone-message").filter(has_text=found.update).wait_for(timeout=30_000)
+        pixels = wait_for_new_results(page, pixels)
+        labels = page.locator(".capstone-result").all_inner_texts()
+        expected = [f"{r['score']:.3f} {r['captions'][0]}" for r in found.results]
+        assert all(want in label for want, label in zip(expected, labels, strict=True)), labels
+    assert found.update.startswith("house + ") and " - " in found.update
+    screenshot(page, "search-feedback.png", down_to=page.locator(".capstone-results"))
+
+
 @pytest.mark.parametrize("ui", UIS)
 def test_search_box_in_a_notebook_follows_the_query(server, database, page, ui):
     open_notebook(page, server, ui, "app.ipynb")
@@ -286,7 +310,9 @@ def test_a_closed_search_page_frees_its_kernel(database, browser, how):
         page.goto(app.base_url + "/", timeout=PAGE_TIMEOUT_MS)
         page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
         search(page, database, "a red boat on the water")  # through the websocket guard
-        (kernel,) = app.kernels()
+        kernel_id = re.search(r'kernelId": "([0-9a-f-]+)"', page.content()).group(1)
+        # the page's kernel, among those the server keeps ready for the next visitors
+        (kernel,) = [k for k in app.kernels() if kernel_id in " ".join(k.cmdline())]
         assert kernel.is_running()
         if how == "leave-page":
             page.goto("about:blank")

@@ -204,12 +204,12 @@ def test_a_loaded_store_reads_a_caption_without_reading_the_others(tmp_path):
 
 
 def test_the_features_pickles_first_read_is_announced(tmp_path, monkeypatch, capsys):
-    from capstone.data import paths
+    from capstone import files
     from capstone.data import store
 
     small_coco(tmp_path)
     monkeypatch.setattr(store, "announce_first_read",
-                        lambda path, what: paths.announce_first_read(path, what, at_least=1))
+                        lambda path, what: files.announce_first_read(path, what, at_least=1))
     store.load_features(tmp_path / data.FEATURES_FILE)
     err = capsys.readouterr().err
     assert "resnet18_features.pkl (0 MB): converting it once to a float32 .npz cache" in err

@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 
 from capstone.apps import cli
 from capstone.data import dataset as data
-from capstone.data.dataset import load_dataset, load_features, read_dataset
+from capstone.data import paths
+from capstone.data import store
+from capstone.data.dataset import load_dataset, read_dataset
+from capstone.data.store import load_features
 from capstone.errors import DataError, MissingFileError
 
 
@@ -210,7 +213,7 @@ def test_features_cache_goes_to_the_cache_folder_when_it_cannot_sit_beside(
     pickle_path = tmp_path / "data" / data.FEATURES_FILE
     (tmp_path / "data" / "resnet18_features.npz").mkdir()  # the beside spot is taken
     image_ids, _ = load_features(pickle_path)
-    beside, elsewhere = data.features_cache_paths(pickle_path)
+    beside, elsewhere = store.features_cache_paths(pickle_path)
     assert elsewhere.parent == tmp_path / "cache" / "features" and elsewhere.is_file()
     with np.load(elsewhere, allow_pickle=False) as arrays:
         np.testing.assert_array_equal(arrays["image_ids"], image_ids)
@@ -295,7 +298,7 @@ def test_coco_loads_from_the_cogworks_cache_or_capstone_data_dir(
 def test_default_is_the_env_setting_then_coco_on_disk_then_the_sample(
     tmp_path, no_cogworks_cache, monkeypatch, capsys
 ):
-    data._announce_sample.cache_clear()
+    paths.announce_sample.cache_clear()
     assert data.default_dataset_name(announce=True) == "sample"
     assert data.default_dataset_name(announce=True) == "sample"
     notice = capsys.readouterr().err.splitlines()
@@ -323,7 +326,7 @@ def test_the_sample_is_generated_through_capstone_sample_and_read_like_coco(
 ):
     folder = tmp_path / "sample"
     small_coco(folder, scenes=True)
-    monkeypatch.setattr(data, "ensure_sample", lambda: folder)
+    monkeypatch.setattr(data, "ensure_sample", lambda where: folder)
     dataset = load_dataset("sample", train_fraction=0.5, seed=3)
     assert dataset.name == "sample" and dataset.glove_name == "glove-50d"
     assert dataset.image_ids.tolist() == [3, 5] and dataset.scenes[9] == {"objects": [0]}
@@ -362,13 +365,13 @@ def test_download_fails_offline_in_one_line(no_cogworks_cache, monkeypatch, caps
 def test_the_command_line_reports_an_error_in_one_line_even_on_the_sample(
     no_cogworks_cache, tmp_path, capsys
 ):
-    data.ensure_sample()  # generated first (a cold cache says so, on its own line)
+    data.ensure_sample(paths.sample_dir())  # generated first (a cold cache says so, on its own line)
     capsys.readouterr()
-    data._announce_sample.cache_clear()
+    paths.announce_sample.cache_clear()
     assert cli.main(["search", "--model", str(tmp_path / "none.npz"), "a boat"]) == 2
     error = capsys.readouterr().err.splitlines()
     assert len(error) == 1 and error[0].startswith("error:") and "capstone train" in error[0]
-    data._announce_sample.cache_clear()
+    paths.announce_sample.cache_clear()
     assert cli.main(["data", "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["dataset"] == "sample"

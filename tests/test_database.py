@@ -11,7 +11,8 @@ from capstone.course.database import top_k
 from capstone.search.database import SearchDatabase, StaleDatabaseError
 from capstone.errors import DataError
 from capstone.data.glove import keyed_vectors
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.text import STOP_WORDS, TextEmbedder
 
 KINDS = ("boat", "car", "tree", "dog")
@@ -110,7 +111,7 @@ def test_results_are_cosines_best_first_with_url_and_captions(db, dataset):
     assert scores == sorted(scores, reverse=True)
     assert all(-1.0 - 1e-6 <= score <= 1.0 + 1e-6 for score in scores)
     for result in results:
-        assert set(result) == {"image_id", "score", "url", "captions", "why"}
+        assert set(result) == {"image_id", "score", "url", "captions", "why", "weak"}
         assert sum(result["why"].values()) == pytest.approx(result["score"], abs=1e-5)
         assert type(result["image_id"]) is int and type(result["score"]) is float
         assert result["url"] == dataset.urls[result["image_id"]]

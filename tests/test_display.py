@@ -5,8 +5,7 @@ import pytest
 from PIL import Image
 
 from capstone.ui import display
-from capstone.ui.display import (draw_tile, image_cache_path, load_image, show_images,
-                              show_results, tile_title)
+from capstone.ui.display import draw_tile, image_cache_path, load_image, show_images, tile_title
 
 UNREACHABLE = "http://127.0.0.1:9/COCO_train2014_000000000009.jpg"
 
@@ -69,7 +68,7 @@ def test_a_grid_shows_images_titles_and_placeholders(picture):
         {"image_id": 8, "score": 0.5, "url": "file:///nonexistent/8.png", "captions": ["Lost."]},
         {"image_id": 9, "score": 0.25, "url": UNREACHABLE, "captions": ["A long caption " * 6]},
     ]
-    fig = show_results(results)
+    fig = show_images(results)
     axes = fig.axes
     assert len(axes) == 3
     assert len(axes[0].images) == 1 and not axes[1].images and not axes[2].images
@@ -106,7 +105,7 @@ def test_a_grid_draws_into_a_given_figure(picture):
 
     fig = plt.figure()
     result = {"image_id": 1, "score": 1.0, "url": picture.as_uri(), "captions": []}
-    assert show_results([result], fig=fig) is fig
+    assert show_images([result], fig=fig) is fig
     fig.canvas.draw()
     drawn = np.asarray(fig.canvas.buffer_rgba())
     assert drawn.shape[-1] == 4 and (drawn[..., 0] > 150).any()
@@ -130,7 +129,7 @@ def test_a_grayscale_tile_is_drawn_gray_and_a_missing_one_says_so(tmp_path):
 def test_a_result_tile_shows_the_words_that_matched_most():
     result = {"image_id": 7, "score": 0.5, "url": None, "captions": ["a red boat"],
               "why": {"a": 0.01, "red": 0.09, "boat": 0.4}}
-    fig = show_results([result])
+    fig = show_images([result])
     title = fig.axes[0].get_title()
     assert title.splitlines()[:3] == ["0.500  #7", "boat 0.40 · red 0.09", "a red boat"]
     assert tile_title(7, None, 0.5) == "0.500  #7"  # ids and scores alone: no words

@@ -14,15 +14,15 @@ from test_triples import DATASET, TEXT
 
 from capstone.course.evaluate import (
     chance,
-    compare,
     evaluate,
-    format_table,
     median_rank,
     query_captions,
     rank_of_truth,
     recall_at_k,
 )
+from capstone.pipeline.compare import compare
 from capstone.pipeline.training import train
+from capstone.ui.tables import format_table
 
 
 def brute_force_rank(scores, right):

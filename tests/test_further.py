@@ -12,7 +12,7 @@ from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, GLOVE, TEXT
 
 from capstone.apps.cli import main
-from capstone.course.evaluate import compare, evaluate, untrained_like
+from capstone.course.evaluate import evaluate
 from capstone.further.embedders import (
     MLPEmbedder,
     Standardized,
@@ -22,11 +22,13 @@ from capstone.further.embedders import (
     new_image_embedder,
 )
 from capstone.further.losses import candidate_columns, contrastive_loss, loss_for
-from capstone.further.ridge import fit_ridge, ridge_targets
+from capstone.further.ridge import ridge_targets
 from capstone.further.sif import SIFTextEmbedder, fit_text_weighted
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.text import TextEmbedder, tokenize
 from capstone.course.train import PRESETS, Settings, unit
+from capstone.pipeline.compare import compare, fit_ridge, untrained_like
 from capstone.pipeline.training import train
 
 FAST = dict(text=TEXT, out=False, plot=False, progress=False, n_candidates=10)
@@ -53,7 +55,8 @@ def test_standardised_features_come_from_the_training_images_only():
     shifted = DATASET.features.copy()
     shifted[DATASET.rows(DATASET.val_image_ids)] += 100.0  # validation images far away
     dataset = dataclasses.replace(DATASET, features=shifted)
-    image = new_image_embedder(Settings(standardize=True), dataset, TEXT.dim)
+    image = new_image_embedder(Settings(standardize=True),
+                               dataset.features_of(dataset.train_image_ids), TEXT.dim)
     train_features = dataset.features_of(dataset.train_image_ids)
     np.testing.assert_allclose(image.mean, train_features.mean(0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(image.std, train_features.std(0), rtol=1e-3)
@@ -68,7 +71,7 @@ def test_standardised_features_come_from_the_training_images_only():
                                       Settings(embedder="mlp", hidden=8, standardize=True),
                                       Settings(embedder="linear", standardize=True)])
 def test_every_embedder_saves_and_loads_with_the_same_embeddings(settings, tmp_path):
-    image = new_image_embedder(settings, DATASET, TEXT.dim)
+    image = new_image_embedder(settings, DATASET.features, TEXT.dim)
     model = SearchModel(image, TEXT, {"dataset": "synthetic"})
     loaded = SearchModel.load(model.save(tmp_path / "model.npz"), glove=GLOVE)
     assert type(loaded.image) is type(image) and loaded.checksum == model.checksum
@@ -297,7 +300,7 @@ def test_cli_refuses_a_bad_hidden_width_in_one_line(capsys):
 
 # -- the comparison and the approximate-search trade-off -------------------------------------------
 def test_compare_variants_trains_each_seed_and_adds_the_ridge_rows():
-    from capstone.further.compare import compare_variants, markdown
+    from capstone.pipeline.compare import compare_variants, markdown
 
     variants = {"linear, margin": dict(loss="margin", batch_size=32, standardize=False),
                 "sif": dict(weighting="sif", batch_size=64)}

@@ -9,7 +9,8 @@ import pytest
 from test_triples import DATASET, GLOVE, TEXT
 
 from capstone.errors import DataError, MissingFileError
-from capstone.data.model import ImageEmbedder, SearchModel, load_model
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel, load_model
 
 
 def test_image_embedder_is_a_seeded_glorot_normal_dense_layer():

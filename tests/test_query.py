@@ -1,5 +1,7 @@
 """Queries as typed: parsing, typo correction, query arithmetic, explanations, diversity, MRR."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,7 +10,7 @@ from test_database import KINDS, COLORS, full_sample_model_path, tiny_dataset, t
 
 from capstone.data.dataset import load_dataset
 from capstone.search.database import SearchDatabase
-from capstone.course.evaluate import untrained_like
+from capstone.pipeline.compare import untrained_like
 from capstone.data.model import load_model
 from capstone.search.query import (DEDUP_THRESHOLD, MAX_QUERY_CHARS, NUMBER_WORDS, Corrector,
                             corrector_for, format_why, is_slip, keyboard_neighbours, parse,
@@ -94,8 +96,8 @@ def test_rewrites_follow_the_benchmark():
     caption = "On the sandy beach there is a black flower."
     rng = np.random.default_rng(0)
     assert rewrite(caption, "verbatim") == caption
-    assert rewrite(caption, "no_stop_words") == "sandy beach black flower"
-    assert rewrite(caption, "first_three") == "sandy beach black"
+    assert rewrite(caption, "keywords") == "sandy beach black flower"
+    assert rewrite(caption, "truncated") == "sandy beach black"
     typed = rewrite(caption, "typo", rng).split()
     assert typed[:-1] == "on the sandy beach there is a black".split()
     assert is_slip(typed[-1], "flower")  # the longest content word
@@ -194,10 +196,22 @@ def test_why_sums_to_the_score_of_every_result(tiny_db, terms, k, images, dedup)
 
 
 def test_top_words_are_the_largest_positive_shares():
-    why = {"a": 0.01, "red": -0.05, "boat": 0.4, "-water": 0.1}
+    why = {"the": 0.2, "red": -0.05, "boat": 0.4, "-water": 0.1, "snow": 0.03}
     assert top_words(why, 2) == [("boat", 0.4), ("-water", 0.1)]
-    assert format_why(why) == "boat 0.40 · -water 0.10 · a 0.01"
+    assert format_why(why) == "boat 0.40 · -water 0.10 · snow 0.03"
     assert format_why({"red": -0.1}) == ""
+
+
+def test_the_words_under_a_result_leave_out_stop_words_and_zero_shares(sample_db):
+    """Issue 18 item 6: "a 0.00" was shown under results of "a red boat on the water"."""
+    for result in sample_db.query("a red boat on the water", 10):
+        assert "a" in result["why"] and "the" in result["why"]  # the shares still sum to the score
+        assert sum(result["why"].values()) == pytest.approx(result["score"], abs=1e-5)
+        shown = format_why(result["why"]).split(" · ")
+        words = [item.split()[0] for item in shown]
+        assert not set(words) & STOP_WORDS and "0.00" not in format_why(result["why"])
+        assert words[0] in {"red", "boat", "water"}
+    assert format_why({"boat": 0.3, "red": 0.004}) == "boat 0.30"  # would print as 0.00
 
 
 # -- query arithmetic ----------------------------------------------------------------------------
@@ -297,7 +311,7 @@ def test_a_typo_costs_search_almost_nothing(mrr):
     assert trained["typo"] >= 0.9 * trained["verbatim"]
     assert trained["typo"] > uncorrected["typo"] + 0.05  # the correction is what saves it
     assert trained["benchmark"] > uncorrected["benchmark"]
-    for how in ("verbatim", "no_stop_words", "first_three"):  # no typo: nothing to correct
+    for how in ("verbatim", "keywords", "truncated"):  # no typo: nothing to correct
         assert trained[how] == pytest.approx(uncorrected[how], abs=1e-9)
 
 
@@ -306,3 +320,24 @@ def test_the_untrained_model_is_near_chance_on_every_rewrite(mrr, sample_db):
     chance = np.mean(1 / np.arange(1, n + 1))  # a random rank's MRR
     for how, value in mrr["untrained"].items():
         assert value < 3 * chance < mrr["trained"][how] / 4, how
+
+
+def test_evaluate_rewrites_reports_each_form_beside_chance(mrr, sample_db, capsys, monkeypatch):
+    """The table holds rewritten_mrr's figures (with and without typo correction) and chance."""
+    import capstone.search.rewrites
+    from capstone.apps.cli import main
+
+    monkeypatch.setattr(capstone.search.rewrites, "rewritten_mrr",  # measured by the fixture
+                        lambda model, dataset, correct=True, **_: mrr["trained" if correct
+                                                                     else "uncorrected"])
+    assert main(["evaluate", "--rewrites", "--json", "--model", str(full_sample_model_path())]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert set(table) == {"trained", "uncorrected", "chance"}
+    assert {"verbatim", "keywords", "truncated", "typo"} <= set(table["trained"])
+    for how, value in mrr["trained"].items():
+        assert table["trained"][how] == pytest.approx(value)
+        assert table["uncorrected"][how] == pytest.approx(mrr["uncorrected"][how])
+    n = min(len(sample_db.dataset.val_image_ids), 1000)
+    assert list(table["chance"].values()) == [pytest.approx(np.mean(1 / np.arange(1, n + 1)))] * 5
+    assert main(["evaluate", "--rewrites", "--model", str(full_sample_model_path())]) == 0
+    assert capsys.readouterr().out.split()[:3] == ["trained", "uncorrected", "chance"]

@@ -22,17 +22,20 @@ from test_data import write_coco, write_features
 from test_database import tiny_dataset, tiny_model
 
 import capstone.data.paths
+import capstone.files
 import capstone.data.store
 from capstone.ui import display
 from capstone.apps.adapter import SearchAdapter
 from capstone.apps.cli import json_text, main
-from capstone.data.dataset import FEATURES_FILE, load_features, read_dataset
+from capstone.data.dataset import read_dataset
+from capstone.data.paths import FEATURES_FILE
+from capstone.data.store import load_features
 from capstone.course.database import top_k
 from capstone.search.database import SearchDatabase
 from capstone.errors import DataError, DiskFullError
 from capstone.data.glove import glove_cache_dir, load_glove, load_glove_file
 from capstone.data.model import SearchModel
-from capstone.data.paths import atomic_write, remove_stale_temporaries
+from capstone.files import atomic_write, remove_stale_temporaries
 from capstone.sample import write_sample
 from capstone.data.store import load_array_pickle
 from capstone.course.text import TextEmbedder, unit_rows
@@ -349,7 +352,7 @@ def test_an_unwritable_out_is_refused_before_any_batch(tmp_path, monkeypatch, wh
         def refuse(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(capstone.data.paths.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(capstone.files.tempfile, "mkstemp", refuse)
     batches = []
     with pytest.raises(DataError, match=f"cannot write {out}"):
         train(tiny_dataset(), out=out, epochs=1, plot=False, progress=False,
@@ -359,7 +362,7 @@ def test_an_unwritable_out_is_refused_before_any_batch(tmp_path, monkeypatch, wh
 
 def test_the_writability_check_leaves_nothing_behind(tmp_path):
     out = tmp_path / "new" / "deeper" / "m.npz"
-    assert capstone.data.paths.check_writable(out) == out
+    assert capstone.files.check_writable(out) == out
     assert list(tmp_path.iterdir()) == []
 
 
@@ -439,7 +442,7 @@ def test_downloads_beyond_the_size_cap_are_not_kept(monkeypatch, tmp_path):
 
 # -- 7. temporaries of killed writers --------------------------------------------------------------
 def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
-    writer = ("import sys, time\nfrom capstone.data.paths import atomic_write\n"
+    writer = ("import sys, time\nfrom capstone.files import atomic_write\n"
               "def write(tmp):\n    open(tmp, 'wb').write(b'half')\n    print(tmp, flush=True)\n"
               "    time.sleep(120)\natomic_write(sys.argv[1], write)\n")
     process = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "m.npz")],
@@ -453,7 +456,7 @@ def test_the_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_pa
     fresh_dead.write_text("{")                                # on another machine, kept a while
     alive = tmp_path / f".db.{os.getpid()}.tmp.npz"
     alive.write_text("")
-    old = time.time() - capstone.data.paths.STALE_SECONDS - 5
+    old = time.time() - capstone.files.STALE_SECONDS - 5
     for path in (left, alive):
         os.utime(path, (old, old))
     atomic_write(tmp_path / "next.json", lambda tmp: Path(tmp).write_text("{}"))

@@ -307,11 +307,10 @@ def test_an_interrupted_write_leaves_no_marker_and_is_regenerated(tmp_path, monk
 def test_ensure_sample_keeps_a_current_folder_and_replaces_an_old_version(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(sample.scenes, "write_sample", lambda folder: calls.append(folder))
-    monkeypatch.setattr(sample.scenes.paths, "sample_dir", lambda: tmp_path)
     (tmp_path / ".complete").write_text(json.dumps({"version": SAMPLE_VERSION}))
-    assert ensure_sample() == tmp_path and calls == []
+    assert ensure_sample(tmp_path) == tmp_path and calls == []
     (tmp_path / ".complete").write_text(json.dumps({"version": SAMPLE_VERSION - 1}))
-    assert ensure_sample() == tmp_path and calls == [tmp_path]
+    assert ensure_sample(tmp_path) == tmp_path and calls == [tmp_path]
 
 
 # -- drawing --------------------------------------------------------------------------------------

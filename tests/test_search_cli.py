@@ -49,7 +49,7 @@ def test_search_json_is_the_databases_results(db, capsys):
     assert [{**r, "score": None} for r in results] == [{**r, "score": None} for r in expected]
     assert [r["score"] for r in results] == pytest.approx([r["score"] for r in expected], abs=1e-6)
     assert [set(result) for result in results] == [{"image_id", "score", "url", "captions",
-                                                    "why"}] * 4
+                                                    "why", "weak"}] * 4
     for result in results:
         assert sum(result["why"].values()) == pytest.approx(result["score"], abs=1e-5)
     assert all(result["url"].startswith("file://") and result["captions"] for result in results)

@@ -8,7 +8,8 @@ import pytest
 from test_triples import DATASET, EMBEDDINGS, GLOVE, TEXT
 
 from capstone.ui.live import LivePlot
-from capstone.data.model import ImageEmbedder, SearchModel
+from capstone.course.image import ImageEmbedder
+from capstone.data.model import SearchModel
 from capstone.course.train import PRESETS, Settings, resolve_settings, train_epoch
 from capstone.pipeline.training import train
 from capstone.course.triples import Triples, make_triples, triple_metrics

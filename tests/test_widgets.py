@@ -47,7 +47,8 @@ def test_typing_shows_the_top_results(db):
     assert [tile.image_id for tile in tiles] == [result["image_id"] for result in expected]
     assert box.message.value == "" and box.message.layout.display == "none"
     for tile, result in zip(tiles, expected):
-        picture, label, button = tile.children
+        picture, label, button, thumbs = tile.children
+        like, unlike = thumbs.children
         loads = not result["url"].startswith("file:///nonexistent")
         assert isinstance(picture, widgets.Image if loads else widgets.HTML)
         if loads:
@@ -57,6 +58,7 @@ def test_typing_shows_the_top_results(db):
         assert f"{result['score']:.3f}" in label.value
         assert result["captions"][0].replace("'", "&#x27;") in label.value
         assert button.description == "more like this"
+        assert (like.icon, unlike.icon) == ("thumbs-up", "thumbs-down")
 
 
 def test_the_slider_sets_how_many(db):

@@ -61,6 +61,8 @@ class VoilaServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="voila-probe-", suffix=".log")[1])
         args = [f"--port={self.port}", "--Voila.port_retries=0", *extra_args]
+        if guarded and not any(arg.startswith("--pool_size") for arg in args):
+            args.append("--pool_size=1")  # one kernel kept ready, not a class's worth
         if guarded:
             command = [sys.executable, "-m", "capstone.app", *args]
         else:  # `make app` before the guard

@@ -2,22 +2,27 @@
 
 The shared harness loads :func:`create_search_adapter` through the entry point, gives it the
 course files, and drives the returned :class:`SearchAdapter`: embed captions and image
-descriptors, prepare a database of images, and search it. It loads the model that
-``python -m capstone train`` saved for the dataset in use (``$CAPSTONE_DATASET``, or the file
-``$CAPSTONE_MODEL`` names).
+descriptors, prepare a database of images, and search it. The model is the first of
+``weights/<dataset>.npz`` in the repository (``python -m capstone export`` writes it), the file
+``$CAPSTONE_MODEL`` names, and the cache's (``python -m capstone train``); with none, one is
+trained on the files the harness hands over, saying so (:mod:`capstone.apps.weights`). The
+dataset is ``$CAPSTONE_DATASET``, else ``coco`` when the harness hands over course files.
 """
 
 from __future__ import annotations
 
 import operator
+import os
 from pathlib import Path
 
 import numpy as np
 
+from capstone.apps.weights import find_model, model_candidates, train_on_files
+from capstone.errors import CapstoneError, MissingFileError
 from capstone.search.database import SearchDatabase
-from capstone.errors import CapstoneError
 from capstone.data.glove import load_glove_file
-from capstone.data.model import load_model, trained_model_path
+from capstone.data.model import load_model
+from capstone.data.paths import check_dataset_name, default_dataset_name
 
 
 def _resource(resources, name: str):
@@ -37,16 +42,32 @@ def create_search_adapter(resources=None) -> SearchAdapter:
     resources : dict or object, optional
         May carry ``captions_path``, ``descriptors_path`` and ``glove_path`` (the course
         files). A ``glove_path`` that exists, with the model's dimension, supplies the word
-        vectors; otherwise the model's own GloVe is loaded by name.
+        vectors; otherwise the model's own GloVe is loaded by name. With no trained model, a
+        model is trained on these files.
 
     Raises
     ------
     capstone.errors.MissingFileError
-        When no model has been trained; the message gives the command that trains one.
+        When there is no trained model and no course files to train one on; the message gives
+        the commands that train and export one.
     """
-    model_path = trained_model_path()  # no model: fail now, before any GloVe is read
-    glove_path = _resource(resources, "glove_path")
-    if glove_path and Path(glove_path).is_file():
+    files = {name: _resource(resources, f"{name}_path") for name in
+             ("captions", "descriptors", "glove")}
+    files = {name: path if path and Path(path).is_file() else None for name, path in files.items()}
+    env = os.environ.get("CAPSTONE_DATASET")
+    dataset = check_dataset_name(env, "$CAPSTONE_DATASET") if env else (
+        "coco" if files["captions"] else default_dataset_name())
+    model_path = find_model(dataset)  # before any GloVe is read
+    glove_path = files["glove"]
+    if model_path is None:
+        if files["captions"] and files["descriptors"]:
+            return SearchAdapter(train_on_files(dataset, files["captions"],
+                                                files["descriptors"], glove_path))
+        looked = ", ".join(map(str, model_candidates(dataset)))
+        raise MissingFileError(f"no trained model for {dataset} (looked in {looked}); train one "
+                               f"with `python -m capstone train --dataset {dataset}` and put it "
+                               "in the repository with `python -m capstone export`")
+    if glove_path:
         try:
             return SearchAdapter(load_model(model_path, glove=load_glove_file(glove_path)))
         except ValueError:  # not the model's dimension: the model's own GloVe below

@@ -14,6 +14,7 @@ import math
 import sys
 from pathlib import Path
 
+from capstone import files
 from capstone.data import paths
 from capstone.errors import CapstoneError, DataError
 from capstone.search.query import DEDUP_THRESHOLD, MAX_QUERY_CHARS, format_why
@@ -31,6 +32,19 @@ LOSSES = ("margin", "contrastive", "contrastive-both")  # capstone.further.losse
 WEIGHTINGS = ("idf", "mean", "sif")  # capstone.further.sif.WEIGHTINGS
 PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) or class (COCO "
                "size within a class period; see the README)")
+
+
+def min_score(value: str):
+    """``--min-score``'s value: ``"auto"`` or a finite number."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError("give auto or a number such as 0.3")
+    return number
 
 
 def preset_name(name: str) -> str:
@@ -109,7 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--json", action="store_true", help="print one JSON object")
     command.add_argument("--compare", action="store_true",
                          help="also the untrained model, the ridge reference and chance")
+    command.add_argument("--rewrites", action="store_true",
+                         help="search MRR on the validation captions as typed: verbatim, keywords, "
+                         "truncated and with a typo (the course benchmark's rewrites), with chance")
     command.set_defaults(func=evaluate_command)
+
+    command = commands.add_parser(
+        "export", parents=[dataset],
+        help="copy the trained model into the repository (weights/DATASET.npz) for the course "
+        "benchmark's adapter")
+    command.add_argument("--model", help="model file (.npz; default: the dataset's model)")
+    command.add_argument("--out", help="destination (default: weights/DATASET.npz in the "
+                         "repository)")
+    command.set_defaults(func=export_command)
 
     dedup = argparse.ArgumentParser(add_help=False)
     dedup.add_argument("--dedup", action="store_true",
@@ -125,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--queries", metavar="FILE", help="one query per line")
     command.add_argument("--image", type=int, action="append", metavar="ID",
                          help="an image id to search like, steered by the text (repeatable)")
+    command.add_argument("--like", type=int, action="append", metavar="ID",
+                         help="relevance feedback: a result that is right (repeatable)")
+    command.add_argument("--unlike", type=int, action="append", metavar="ID",
+                         help="relevance feedback: a result that is wrong (repeatable)")
+    command.add_argument("--min-score", type=min_score, metavar="{auto,FLOAT}",
+                         help="leave out results scoring below FLOAT; auto: below the model's "
+                         "calibrated weak-match score")
     command.set_defaults(func=search_command)
 
     command = commands.add_parser("similar", parents=[common, dedup],
@@ -135,10 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--text", help='steer by text: "at night" (semantic space only)')
     command.set_defaults(func=similar_command)
 
+    command = commands.add_parser(
+        "add", parents=[dataset], help="add images to the search database without rebuilding it",
+        description="Embed new images' features with the model and add them to the dataset's "
+        "image database: search, similar, tags and the app find them from then on.")
+    command.add_argument("--features", required=True, metavar="FILE",
+                         help=".npz with arrays image_ids (n,) and features (n, 512), or a "
+                         "features pickle in the course's format")
+    command.add_argument("--model", help="a trained model .npz (default: the dataset's)")
+    command.set_defaults(func=add_command)
+
     command = commands.add_parser("tags", parents=[common], help="words that describe an image")
     command.add_argument("image_id", type=int, metavar="IMAGE_ID")
     command.add_argument("--n", type=int, default=10, help="number of words (default 10)")
     command.set_defaults(func=tags_command)
+
+    command = commands.add_parser(
+        "student", help="write the student edition of the notebooks (answers cleared by nbgrader)")
+    command.add_argument("--out", type=Path, default=Path("build/student"),
+                         help="folder for the student notebooks (default build/student)")
+    command.set_defaults(func=student_command)
+
+    command = commands.add_parser(
+        "grade", help="grade a folder of completed student notebooks: a table and a CSV",
+        description="Grade DIR/<student>/NN_name.ipynb: each exercise's check on fixed inputs.")
+    command.add_argument("folder", type=Path, metavar="DIR", help="the students' notebooks")
+    command.add_argument("--csv", type=Path,
+                         help="where to write the table (default DIR/grades.csv)")
+    command.set_defaults(func=grade_command)
 
     command = commands.add_parser(
         "bench", help="time the project against the course's straightforward code",
@@ -158,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sample_by_default = "dataset" in args and args.dataset is None
     try:
-        with paths.held_notices() as notices:  # printed last, so that an error stays one line
+        with files.held_notices() as notices:  # printed last, so that an error stays one line
             if "dataset" in args:  # resolved here, so that the sample's notice can come last
                 args.dataset = paths.check_dataset_name(
                     args.dataset or paths.default_dataset_name())
@@ -209,7 +266,8 @@ def data_command(args) -> int:
 
 def download_command(args) -> int:
     """``download``: the course's files, then their fast caches."""
-    from capstone.data.dataset import download, load_features
+    from capstone.data.dataset import download
+    from capstone.data.store import load_features
     from capstone.data.glove import load_glove_file, unzip_glove
 
     names = (paths.CAPTIONS_FILE, paths.FEATURES_FILE, GLOVE_DOWNLOADS[args.glove])
@@ -247,14 +305,16 @@ def train_command(args) -> int:
     changes = {name: getattr(args, name) for name in (
         "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
         "batch_size", "standardize")}
-    resolve_settings(args.preset, **changes)  # bad settings are refused before reading data
+    settings = resolve_settings(args.preset, **changes)  # bad settings: refused before any data
     with contextlib.redirect_stdout(sys.stderr):
         dataset = load_dataset(args.dataset)
         text = None
         if args.weighting != "idf":
             text = fit_text_weighted(dataset, load_glove(dataset.glove_name), args.weighting)
+        progress = sys.stderr.isatty()  # bars on a terminal; else a line per epoch (a log)
         model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
-                               progress=sys.stderr.isatty(), **changes)
+                               progress=progress, **changes,
+                               on_epoch=None if progress else epoch_printer(settings.epochs))
     saved = not history.interrupted or history.best_epoch > 0
     summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
                "checksum": model.checksum, "interrupted": history.interrupted,
@@ -263,19 +323,46 @@ def train_command(args) -> int:
     return 130 if history.interrupted else 0
 
 
+def epoch_printer(epochs: int):
+    """``on_epoch`` for :func:`capstone.course.train.train`: one line per epoch on stderr."""
+    def print_epoch(record: dict) -> None:
+        print(f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+              f"validation accuracy {record['val_accuracy']:.3f} ({record['seconds']:.0f} s)",
+              file=sys.stderr, flush=True)
+    return print_epoch
+
+
 def evaluate_command(args) -> int:
     """``evaluate``: every metric of a trained model (``--compare``: beside baselines)."""
     from capstone.data.dataset import load_dataset
-    from capstone.course.evaluate import compare, evaluate, format_table
+    from capstone.course.evaluate import evaluate
+    from capstone.pipeline.compare import compare
+    from capstone.ui.tables import format_table
     from capstone.data.model import load_model
 
     model = load_model(args.model, dataset=args.dataset)  # no model: fail before reading data
     dataset = load_dataset(args.dataset)
+    if args.rewrites:
+        from capstone.search.rewrites import rewrites_table
+
+        result = rewrites_table(model, dataset)
+        print(json_text(result) if args.json else format_table(result))
+        return 0
     result = compare(dataset, model) if args.compare else evaluate(model, dataset)
     if args.json:
         print(json_text(result))
     else:
         print(format_table(result if args.compare else {"trained": result}))
+    return 0
+
+
+def export_command(args) -> int:
+    """``export``: the trained model, copied into the repository for the benchmark's adapter."""
+    from capstone.apps.weights import export_model
+
+    out = export_model(args.dataset, model_path=args.model, out=args.out)
+    print(f"exported to {out} ({out.stat().st_size / 1e6:.1f} MB): commit it, and the course "
+          "benchmark's adapter loads it before any other model")
     return 0
 
 
@@ -296,7 +383,7 @@ def say_which_model(database) -> None:
 
 
 def print_results(results: list[dict], as_json: bool) -> None:
-    """Search results as one JSON list, or one readable line each (with the top words)."""
+    """Search results as one JSON list, or one readable line each (top words, weak matches)."""
     if as_json:
         print(json_text(results))
         return
@@ -304,7 +391,28 @@ def print_results(results: list[dict], as_json: bool) -> None:
         caption = result["captions"][0] if result["captions"] else ""
         words = format_why(result.get("why", {}))
         print(f"{rank:3d}. {result['score']:.3f}  {result['image_id']:>8d}  {caption}"
-              + (f"  [{words}]" if words else ""))
+              + (f"  [{words}]" if words else "")
+              + ("  (weak match)" if result.get("weak") else ""))
+
+
+def print_search(found, args, where: str = "") -> None:
+    """A search's corrections, feedback and results; when nothing matches well, only saying so.
+
+    With the model's calibration and no ``--min-score``, a query whose best image is a weak
+    match prints no results (``[]`` in JSON) and one stderr line saying so; ``--min-score``
+    with a number shows what it lets through, weak matches marked.
+    """
+    print_corrections(found.corrections, where)
+    if found.update:
+        print(f"{where}feedback: searching for {found.update}", file=sys.stderr)
+    results = found.results
+    if found.no_match and args.min_score is None:
+        print(f"{where}{found.no_match_message()} (--min-score -1 shows the nearest anyway)",
+              file=sys.stderr)
+        results = []
+    elif found.dropped and not results:
+        print(f"{where}no result scores at least {args.min_score}", file=sys.stderr)
+    print_results(results, args.json)
 
 
 def print_corrections(corrections: dict, where: str = "") -> None:
@@ -337,14 +445,15 @@ def read_queries(path) -> list[str]:
 
 def search_command(args) -> int:
     """``search``: one query, or ``--queries FILE`` with one per line (each answered)."""
-    if (args.query is None) == (args.queries is None) and not (args.image and args.query is None):
+    alone = (args.image or args.like) and args.query is None and args.queries is None
+    if (args.query is None) == (args.queries is None) and not alone:
         raise ValueError('give either a query ("a dog on a beach") or --queries FILE, not both')
-    options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine}
+    options = {"image": args.image, "dedup": args.dedup and args.dedup_cosine,
+               "like": args.like, "unlike": args.unlike, "min_score": args.min_score}
     if args.queries is None:
         database = database_for(args.dataset, args.model)
         found = database.search(args.query or "", args.k, **options)
-        print_corrections(found.corrections)
-        print_results(found.results, args.json)
+        print_search(found, args)
         say_which_model(database)
         return 0
     lines = read_queries(args.queries)
@@ -360,12 +469,9 @@ def search_command(args) -> int:
             else:
                 print(f"{args.queries} line {line_number}: error: {error}")
             continue
-        print_corrections(found.corrections, f"{args.queries} line {line_number}: ")
-        if args.json:
-            print(json_text(found.results))
-        else:
+        if not args.json:
             print(f"{args.queries} line {line_number}: {line}")
-            print_results(found.results, False)
+        print_search(found, args, f"{args.queries} line {line_number}: ")
         sys.stdout.flush()
     say_which_model(database)
     return 0
@@ -403,9 +509,44 @@ def tags_command(args) -> int:
     return 0
 
 
+def add_command(args) -> int:
+    """``add``: embed and add images (refusing any already there), saved for later searches."""
+    from capstone.search.database import read_image_features, save_added_images
+
+    image_ids, features = read_image_features(args.features)
+    database = database_for(args.dataset, args.model)
+    database.add(image_ids, features)
+    path = save_added_images(database)
+    print(f"added {len(image_ids):,} images; the {args.dataset} database now holds "
+          f"{len(database):,} ({len(database.added_features):,} added, kept in {path})")
+    return 0
+
+
 def bench_command(args) -> int:
     """``bench``: run ``benchmarks/run.py``."""
     from capstone.apps.bench import run_benchmarks
 
     only = ["--only", args.only] if args.only else []
     return run_benchmarks(only + (["--json", args.json] if args.json else []))
+
+
+# -- teaching --------------------------------------------------------------------------------------
+def student_command(args) -> int:
+    """``student``: the student edition of the notebooks."""
+    from capstone.teaching.student import all_exercises, write_student_edition
+
+    written = write_student_edition(args.out)
+    print(f"wrote {len(written)} notebooks to {args.out} with {len(all_exercises())} exercises "
+          "to answer (each stops with NotImplementedError until answered)")
+    return 0
+
+
+def grade_command(args) -> int:
+    """``grade``: every student's exercises, as a table on stdout and a CSV."""
+    from capstone.teaching.student import format_grades, grade_folder, write_grades
+
+    grades = grade_folder(args.folder)
+    print(format_grades(grades))
+    table, messages = write_grades(grades, args.csv or args.folder / "grades.csv")
+    print(f"\nwrote {table} and {messages}")
+    return 0

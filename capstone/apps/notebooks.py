@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def run_notebook(path, out_dir, *, timeout: int = CELL_TIMEOUT_S) -> Path:
     NotebookError
         When a cell raises or times out; the partly executed copy is written first.
     """
+    from traitlets.config import Config
     from nbclient import NotebookClient
     from nbclient.exceptions import CellControlSignal
 
@@ -62,11 +64,16 @@ def run_notebook(path, out_dir, *, timeout: int = CELL_TIMEOUT_S) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}; give the path of an .ipynb file")
     notebook = nbformat.read(path, as_version=4)
+    sockets = tempfile.TemporaryDirectory(prefix="capstone-kernel-")
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(path.parent.resolve())}},
+        # IPC sockets in a folder of their own: no kernel port on the network (ipykernel warns
+        # about TCP without encryption), no socket files beside the notebook
+        config=Config({"KernelManager": {"transport": "ipc",
+                                         "ip": str(Path(sockets.name) / "kernel")}}),
     )
     current = {}
     client.on_cell_execute = lambda cell, cell_index: current.update(cell=cell, index=cell_index)
@@ -78,6 +85,8 @@ def run_notebook(path, out_dir, *, timeout: int = CELL_TIMEOUT_S) -> Path:
         where = f"cell {index} ({first_line(cell.source) if cell else '?'})"
         reason = f"{error.ename}: {error.evalue}" if hasattr(error, "ename") else str(error)
         failure = f"{path.name}: {where} failed: {first_line(reason)}"
+    finally:
+        sockets.cleanup()
     out_path = write_outputs(notebook, out_dir / path.name)
     if failure:
         raise NotebookError(f"{failure} (executed copy: {out_path})")

@@ -71,6 +71,7 @@ class ImageDatabase:
         self.model, self.dataset = model, dataset
         self._row_of = {int(image_id): row for row, image_id in enumerate(self.image_ids)}
         self._unit_features = None  # raw features, normalised on first use
+        self.added_features = None  # raw features of the images added after the dataset's
         self._tag_words = self._tag_vectors = None
         self.index = index
 
@@ -85,6 +86,38 @@ class ImageDatabase:
     def build(cls, model, dataset) -> ImageDatabase:
         """Embed every image of ``dataset`` with ``model``."""
         return cls(dataset.image_ids, model.embed_images(dataset.features), model, dataset)
+
+    def add(self, image_ids, features) -> None:
+        """Embed new images and add them, rebuilding neither the database nor its index.
+
+        ``image_ids``: whole numbers, none already here, none twice; ``features``: their raw
+        features, one row each, as the dataset's. An index takes the new rows by its own ``add``.
+        """
+        ids, features = np.asarray(image_ids), np.asarray(features, dtype=np.float32)
+        if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
+            raise ValueError("image ids must be whole numbers, one per image, e.g. [581921, 581929]")
+        if features.ndim != 2 or len(features) != len(ids) or not np.isfinite(features).all():
+            raise ValueError(f"give one row of finite features per image id: {len(ids)} ids but "
+                             f"features of shape {features.shape}")
+        unique, counts = np.unique(ids, return_counts=True)
+        clash = [i for i in ids.tolist() if i in self._row_of] + unique[counts > 1].tolist()
+        if clash:
+            raise ValueError(f"image_id {clash[0]} is already in this database or given twice; "
+                             "add each image once")
+        try:
+            rows = unit_rows(self.model.embed_images(features)).astype(np.float32)
+        except ValueError:  # numpy's matmul message names operands, not features
+            raise ValueError(f"features of {features.shape[1]} columns do not fit this database's "
+                             "model; give the same kind of features as its dataset's") from None
+        first = len(self)
+        self.image_ids = np.concatenate([self.image_ids, ids.astype(np.int64)])
+        self.embeddings = np.concatenate([self.embeddings, rows])
+        self._row_of.update((int(i), first + n) for n, i in enumerate(ids))
+        self.added_features = features if self.added_features is None else np.concatenate(
+            [self.added_features, features])
+        self._unit_features = None  # recomputed with the new images on next use
+        if self.index is not None:
+            self.index.add(rows, self.embeddings)
 
     # -- looking up ----------------------------------------------------------------------------
     def row(self, image_id) -> int:
@@ -149,7 +182,11 @@ class ImageDatabase:
         if self._unit_features is None:
             if self.dataset is None:
                 raise ValueError("this database has no dataset, so no raw features to compare")
-            self._unit_features = unit_rows(self.dataset.features_of(self.image_ids))
+            added = 0 if self.added_features is None else len(self.added_features)
+            features = self.dataset.features_of(self.image_ids[: len(self) - added])
+            if added:
+                features = np.concatenate([features, self.added_features])
+            self._unit_features = unit_rows(features)
         return self._unit_features
 
     def tags(self, image_id: int, n: int = 10) -> list[tuple[str, float]]:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capstone.further import embedders, ridge
-from capstone.data.model import SearchModel
-from capstone.ui.tables import format_table  # noqa: F401  (its old import path)
-from capstone.course.triples import make_triples, triple_metrics
+from capstone.course.triples import triple_metrics, validation_triples
 
 CAPTIONS_PER_IMAGE = 5
 KS = (1, 5, 10)
@@ -137,7 +134,7 @@ def chance_concept_precision(dataset, image_ids) -> dict:
 
 # -- all together ----------------------------------------------------------------------------------
 def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = True,
-             margin: float | None = None) -> dict:
+             margin: float | None = None, caption_embeddings=None, validation=None) -> dict:
     """Every metric of a model on a dataset's held-out (validation) images.
 
     Returns ``triple_accuracy`` (fixed hard validation triples), ``triple_accuracy_random``,
@@ -145,17 +142,19 @@ def evaluate(model, dataset, *, n_images: int = 1000, seed: int = 0, concepts: b
     and ``median_rank`` and image-to-text ``i2t_...`` on ``n_images`` images (COCO 1K), the
     same under ``5k_`` when the split has ``5 * n_images`` images (else ``None``), and with
     scene records (the sample) ``concept_precision@10`` and its ``_per_concept`` breakdown.
+    ``caption_embeddings`` (the model's of ``dataset.captions``) and ``validation``
+    (:func:`~capstone.course.triples.validation_triples`) are made here unless given (training
+    has them already).
     """
     if margin is None:
         margin = getattr(model, "info", {}).get("settings", {}).get("margin", 0.25)
-    caption_embeddings = model.embed_text(dataset.captions)
+    if caption_embeddings is None:
+        caption_embeddings = model.embed_text(dataset.captions)
+    if validation is None:
+        validation = validation_triples(dataset, caption_embeddings)
     image_embeddings = model.embed_images(dataset.features)
-    hard, random = (
-        triple_metrics(image_embeddings, caption_embeddings,
-                       make_triples(dataset, caption_embeddings, split="validation",
-                                    negatives=kind), margin)
-        for kind in ("hard", "random")
-    )
+    hard, random = (triple_metrics(image_embeddings, caption_embeddings, validation[kind], margin)
+                    for kind in ("hard", "random"))
     image_ids = held_out_images(dataset, n_images, seed)
     metrics = {
         "triple_accuracy": hard["accuracy"], "triple_accuracy_random": random["accuracy"],
@@ -195,25 +194,3 @@ def chance(dataset, *, n_images: int = 1000, seed: int = 0, concepts: bool = Tru
     if concepts and dataset.scenes:
         metrics["concept_precision@10"] = chance_concept_precision(dataset, image_ids)["mean"]
     return metrics
-
-
-def untrained_like(model):
-    """The model before training: the same text embedder, a fresh image layer (same seed)."""
-    seed = model.info.get("settings", {}).get("seed", 0)
-    image = embedders.untrained_copy(model.image, seed)
-    return SearchModel(image, model.text, {**model.info, "metrics": {}})
-
-
-def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
-    """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
-    ridge map (:mod:`capstone.further.ridge`) and chance: ``{"trained": {...}, "untrained":
-    {...}, "ridge": {...}, "chance": {...}}`` (no per-concept keys).
-    """
-    models = {"trained": model, "untrained": untrained_like(model),
-              "ridge": ridge.ridge_like(model, dataset)}
-    table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
-             for name, each in models.items()}
-    table["chance"] = chance(dataset, n_images=n_images, seed=seed)
-    for column in table.values():
-        column.pop("concept_precision@10_per_concept", None)
-    return table

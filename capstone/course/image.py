@@ -1,7 +1,8 @@
 """``se_image(x) = x @ M + b``: one MyNN dense layer maps an image's features into the word space.
 
-Training (:mod:`capstone.course.train`) updates ``M`` and ``b`` through :attr:`ImageEmbedder.parameters`;
-search uses :meth:`ImageEmbedder.embed`, the same map in plain NumPy, scaled to unit length.
+Training (:mod:`capstone.course.train`) updates ``M`` and ``b`` through
+:attr:`ImageEmbedder.parameters`; search uses :meth:`ImageEmbedder.embed`, the same map in plain
+NumPy, scaled to unit length.
 """
 
 from __future__ import annotations

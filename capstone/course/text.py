@@ -160,8 +160,13 @@ class TextEmbedder:
     # -- embedding -----------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), D)`` float32 unit rows; a zero row for a text with no known word."""
-        parts = [unit_rows(self._weighted_sums(part)) for part in chunks(texts)]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+        parts = chunks(texts)
+        embeddings = np.empty((sum(map(len, parts)), self.dim), np.float32)  # no second copy
+        start = 0
+        for part in parts:
+            embeddings[start : start + len(part)] = unit_rows(self._weighted_sums(part))
+            start += len(part)
+        return embeddings
 
     def _weighted_sums(self, texts: list) -> np.ndarray:
         """``(len(texts), D)`` float32 weighted sums of each text's word vectors."""

@@ -1,8 +1,8 @@
 """The fast path of ``se_text``: the GloVe rows of many texts' tokens, found in one pass.
 
-:func:`capstone.course.text.se_text` states the embedding one caption at a time; :class:`capstone.course.text
-.TextEmbedder` computes the same numbers for hundreds of thousands of captions at once with the
-helpers here. They trade readability for speed (about 13x the per-caption loop, see
+:func:`capstone.course.text.se_text` states the embedding one caption at a time;
+:class:`capstone.course.text.TextEmbedder` computes the same numbers for hundreds of thousands
+of captions at once with the helpers here. They trade readability for speed (about 13x the per-caption loop, see
 ``benchmarks/bench_text.py``): texts are joined with a separator and tokenised together, ASCII
 texts are stripped and lower-cased as bytes, and an unknown word costs one failed dict lookup.
 """

@@ -20,7 +20,7 @@ import numpy as np
 from mygrad.nnet.losses import margin_ranking_loss
 from mynn.optimizers import SGD, Adam
 
-from capstone.course.triples import NEGATIVES, make_triples, triple_metrics
+from capstone.course.triples import NEGATIVES, triple_metrics
 
 OPTIMIZERS = ("sgd", "adam")
 EMBEDDERS = ("linear", "mlp")  # built by capstone.further.embedders
@@ -100,13 +100,6 @@ def make_optimizer(settings: Settings, parameters):
     return Adam(parameters, learning_rate=settings.lr)
 
 
-def epoch_triples(dataset, caption_embeddings, settings: Settings, rng):
-    """An epoch's fresh training triples, shuffled; drawn from ``rng`` (seeded once per run)."""
-    return make_triples(dataset, caption_embeddings, negatives=settings.negatives,
-                        n_candidates=settings.n_candidates,
-                        seed=rng.integers(2**32)).shuffled(rng)
-
-
 def train_epoch(model, optim, features, caption_embeddings, triples, settings, plot, loss_of=None):
     """One pass over ``triples`` in batches of ``settings.batch_size``: loss, backward, step.
 
@@ -121,8 +114,10 @@ def train_epoch(model, optim, features, caption_embeddings, triples, settings, p
         good = unit(model(features[triples.good_rows[batch]]))
         bad = unit(model(features[triples.bad_rows[batch]]))
         sim_good, sim_bad = mg.sum(good * captions, axis=1), mg.sum(bad * captions, axis=1)
-        loss = (margin_ranking_loss(sim_good, sim_bad, 1, settings.margin) if loss_of is None
-                else loss_of(captions, good, bad, triples.good_rows[batch], triples.bad_rows[batch]))
+        if loss_of is None:  # the course's loss; capstone.further.losses passes in others
+            loss = margin_ranking_loss(sim_good, sim_bad, 1, settings.margin)
+        else:
+            loss = loss_of(captions, good, bad, triples.good_rows[batch], triples.bad_rows[batch])
         loss.backward()
         optim.step()
         accuracy = np.mean(sim_good.data > sim_bad.data)
@@ -130,15 +125,10 @@ def train_epoch(model, optim, features, caption_embeddings, triples, settings, p
     plot.set_train_epoch()
 
 
-def validation_triples(dataset, caption_embeddings) -> dict:
-    """The fixed validation triples: ``{"hard": Triples, "random": Triples}``."""
-    return {kind: make_triples(dataset, caption_embeddings, split="validation", negatives=kind)
-            for kind in NEGATIVES}
-
-
-def validation_metrics(image, dataset, caption_embeddings, validation, margin) -> dict:
-    """Loss and accuracy on the hard validation triples, and accuracy on the random ones."""
-    image_embeddings = image.embed(dataset.features)
+def validation_metrics(image, features, caption_embeddings, validation, margin) -> dict:
+    """Loss and accuracy on the hard validation triples (:func:`~capstone.course.triples.
+    validation_triples`), and accuracy on the random ones; ``features`` are every image's."""
+    image_embeddings = image.embed(features)
     hard = triple_metrics(image_embeddings, caption_embeddings, validation["hard"], margin)
     random = triple_metrics(image_embeddings, caption_embeddings, validation["random"], margin)
     return {**hard, "accuracy_random": random["accuracy"]}

@@ -110,7 +110,8 @@ def make_triples(
         )
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    image_rows = dataset.rows(dataset.train_image_ids if split == "train" else dataset.val_image_ids)
+    split_ids = dataset.train_image_ids if split == "train" else dataset.val_image_ids
+    image_rows = dataset.rows(split_ids)
     if len(image_rows) < 2:
         raise ValueError(f"the {split} split needs at least 2 images, has {len(image_rows)}")
     if seed is None and split == "validation":
@@ -133,6 +134,20 @@ def make_triples(
             caption_embeddings[caption_rows], image_text, good, n_candidates, rng
         )
     return Triples(caption_rows.astype(np.int64), good_rows.astype(np.int64), image_rows[bad])
+
+
+def epoch_triples(dataset, caption_embeddings, settings, rng):
+    """An epoch's fresh training triples, shuffled, with the ``negatives`` and ``n_candidates`` of
+    ``settings``; drawn from ``rng`` (seeded once per run), as notebook 4's loop draws them."""
+    return make_triples(dataset, caption_embeddings, negatives=settings.negatives,
+                        n_candidates=settings.n_candidates,
+                        seed=rng.integers(2**32)).shuffled(rng)
+
+
+def validation_triples(dataset, caption_embeddings) -> dict:
+    """The fixed validation triples: ``{"hard": Triples, "random": Triples}``."""
+    return {kind: make_triples(dataset, caption_embeddings, split="validation", negatives=kind)
+            for kind in NEGATIVES}
 
 
 def hardest_candidates(text, image_text, good, n_candidates, rng) -> np.ndarray:

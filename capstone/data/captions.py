@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from capstone.data.paths import announce_first_read, atomic_write, cache_dir, say
+from capstone.data.store import derived_cache_paths
+from capstone.files import announce_first_read, atomic_write, say
 
 FORMAT = "capstone-captions/2"
 _ENCODING = ("utf-8", "surrogatepass")  # JSON may hold lone surrogates; keep them as they are
@@ -281,10 +282,7 @@ def store_arrays(parsed: dict) -> dict:
 
 def captions_cache_paths(path: os.PathLike | str) -> list[Path]:
     """Where the cache of a captions file may be: beside it, else in the cache folder."""
-    path = Path(path).resolve()
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    return [path.with_name(f"{path.stem}.captions.npz"),
-            cache_dir() / "captions" / f"{path.stem}-{key}.npz"]
+    return derived_cache_paths(path, f"{Path(path).stem}.captions.npz", "captions")
 
 
 def source_stamp(path: Path) -> np.ndarray:

@@ -28,29 +28,18 @@ import numpy as np
 from capstone.data.captions import load_caption_store
 from capstone.errors import CapstoneError, DataError, MissingFileError
 from capstone.data.glove import glove_path
-from capstone.data.paths import (  # noqa: F401  (where data lives; importable from here as before)
+from capstone.data.paths import (
     CAPTIONS_FILE,
-    DATASETS,
     DOWNLOAD_COMMAND,
     FEATURES_FILE,
-    _announce_sample,
     check_dataset_name,
-    coco_dir,
-    coco_on_disk,
     coco_paths,
-    cogworks_cache_dir,
     default_dataset_name,
-    glove_name_for,
     glove_name_in,
+    sample_dir,
 )
 from capstone.sample import ensure_sample
-from capstone.data.store import (  # noqa: F401  (the features file's reader; importable from here as before)
-    FEATURE_DIM,
-    RefusedPickleError,
-    features_cache_paths,
-    load_array_pickle,
-    load_features,
-)
+from capstone.data.store import load_features
 from capstone.course.text import tokenize
 
 
@@ -259,7 +248,7 @@ def load_dataset(name: str | None = None, *, train_fraction: float = 0.8, seed: 
     """
     name = check_dataset_name(name) if name else default_dataset_name(announce=True)
     if name == "sample":
-        source = ensure_sample()
+        source = ensure_sample(sample_dir())
     else:
         source = coco_paths()
     return read_dataset(source, name, train_fraction=train_fraction, seed=seed)
@@ -332,7 +321,7 @@ def dataset_files(name: str | None = None) -> dict:
     ``name`` as in :func:`load_dataset`; ``remedy`` says what to do about a bad file.
     """
     name = check_dataset_name(name) if name else default_dataset_name(announce=True)
-    source = ensure_sample() if name == "sample" else coco_paths()
+    source = ensure_sample(sample_dir()) if name == "sample" else coco_paths()
     if isinstance(source, dict):
         files = {key: Path(source[key]).resolve() for key in ("captions", "features")}
     else:

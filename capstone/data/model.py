@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
+from capstone.files import check_writable
 from capstone.further.embedders import embedder_from_arrays
 from capstone.further.sif import text_embedder_class
 from capstone.data.glove import GLOVE_NAMES, WordVectors, load_word_vectors
-from capstone.course.image import ImageEmbedder  # noqa: F401  (also importable from here, as before)
-from capstone.data.paths import check_writable, default_dataset_name, default_model_path
+from capstone.course.image import ImageEmbedder
+from capstone.data.paths import default_dataset_name, default_model_path
 from capstone.data.store import read_npz, write_npz
-from capstone.course.text import STOP_WORDS, TextEmbedder, tokenize, unit_rows  # noqa: F401  (unit_rows: old path)
+from capstone.course.text import STOP_WORDS, TextEmbedder, tokenize
 
 FORMAT = "capstone-search-model/1"
 VOCAB_VECTORS = "vocab_vectors"  # the vocabulary's GloVe rows, in the file beside the arrays
@@ -120,12 +121,16 @@ class SearchModel:
             digest.update(value.tobytes())
         return digest.hexdigest()
 
-    def save(self, path) -> Path:
-        """Write the model to a ``.npz`` file atomically (write, then rename); returns the path."""
+    def save(self, path, *, word_vectors: bool = True) -> Path:
+        """Write the model to a ``.npz`` file atomically (write, then rename); returns the path.
+
+        ``word_vectors=False`` leaves out the vocabulary's GloVe vectors (a smaller file whose
+        loading reads the GloVe it names, or the one given).
+        """
         info = np.array(json.dumps(self.info, sort_keys=True))
+        vectors = {VOCAB_VECTORS: self.vocab_vectors()} if word_vectors else {}
         return write_npz(check_model_path(path), {"format": np.array(FORMAT), "info": info,
-                                                  **self.arrays(),
-                                                  VOCAB_VECTORS: self.vocab_vectors()})
+                                                  **self.arrays(), **vectors})
 
     @classmethod
     def load(cls, path, glove=None) -> SearchModel:
@@ -215,7 +220,7 @@ def check_model_path(path, *, writable: bool = False) -> Path:
     """``path`` as a Path, after checking that it names a ``.npz`` file (``ValueError`` if not).
 
     With ``writable``, also that a file can be written there (not a folder, not under a file,
-    a folder one may write to; see :func:`capstone.data.paths.check_writable`), so that training
+    a folder one may write to; see :func:`capstone.files.check_writable`), so that training
     refuses a bad ``out`` before its first batch.
     """
     path = Path(path)

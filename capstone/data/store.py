@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from capstone.errors import DataError, MissingFileError
-from capstone.data.paths import announce_first_read, atomic_write, cache_dir, notice
+from capstone.data.paths import cache_dir
+from capstone.files import announce_first_read, atomic_write, notice, say
 
 FEATURE_DIM = 512
 
@@ -112,7 +114,8 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
         if arrays is not None:
             break
     else:
-        announce_first_read(path, "converting it once to a float32 .npz cache")
+        announced = announce_first_read(path, "converting it once to a float32 .npz cache")
+        started = time.perf_counter()
         arrays = _finite_rows(*_read_features_pickle(path, remedy))
         for cache in caches:
             try:
@@ -121,6 +124,8 @@ def load_features(path: os.PathLike | str, remedy: str = "") -> tuple:
                 break
             except OSError:  # a read-only folder, a full disk: try the next place, else none
                 continue
+        if announced:
+            say(f"  done in {time.perf_counter() - started:.0f} s")
     image_ids, features, nonfinite_ids = arrays
     if len(nonfinite_ids):
         shown = ", ".join(map(str, nonfinite_ids[:5].tolist()))
@@ -157,11 +162,27 @@ def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
     return load_features(path, remedy)[0]
 
 
+def derived_cache_path(source: os.PathLike | str, folder: str, name: str = "{stem}-{key}.npz",
+                       *, key_length: int = 16) -> Path:
+    """Where what is made from the file ``source`` goes in the cache: ``<cache>/<folder>/<name>``.
+
+    ``name`` may use ``{stem}`` and ``{name}`` of ``source`` and ``{key}``, a hash of its resolved
+    path, so that two files of one name never share a cache.
+    """
+    path = Path(source).resolve()
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:key_length]
+    return cache_dir() / folder / name.format(stem=path.stem, name=path.name, key=key)
+
+
+def derived_cache_paths(source: os.PathLike | str, beside: str, folder: str) -> list[Path]:
+    """Where a cache made from ``source`` may be: beside it (named ``beside``), else in the cache
+    folder (:func:`derived_cache_path`), in that order of preference."""
+    return [Path(source).resolve().with_name(beside), derived_cache_path(source, folder)]
+
+
 def features_cache_paths(path: os.PathLike | str) -> list:
     """Where the ``.npz`` cache of a features pickle may be: beside it, else in the cache folder."""
-    path = Path(path).resolve()
-    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    return [path.with_suffix(".npz"), cache_dir() / "features" / f"{path.stem}-{key}.npz"]
+    return derived_cache_paths(path, f"{Path(path).stem}.npz", "features")
 
 
 def _stamp(path: Path) -> np.ndarray:

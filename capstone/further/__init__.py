@@ -1,6 +1,8 @@
 """Going further: what the course's linear map and margin loss can be measured against.
 
-Each module adds one idea beside the course core, which only calls into them:
+Each module adds one idea beside the course core; training receives them as objects (an
+embedder, a loss function), so the core never imports them. It may import :mod:`capstone.course`.
+
 
 - :mod:`capstone.further.embedders`: an MLP image embedder (one hidden ReLU layer) and
   standardised features (mean and spread of the training images, kept in the model file).
@@ -10,10 +12,8 @@ Each module adds one idea beside the course core, which only calls into them:
   features to each image's mean caption embedding.
 - :mod:`capstone.further.sif`: SIF text weighting (``a / (a + p(word))``, first principal
   component removed).
-- :mod:`capstone.further.compare`: the comparison table of notebook 6 and
-  ``benchmarks/compare_defaults.py``.
 - :mod:`capstone.further.tradeoff`: Recall@k against latency of approximate-search indexes
-  (notebook 6; the indexes come from :mod:`capstone.search.ann`).
+  (notebook 6; the indexes are passed in, e.g. from :mod:`capstone.search.ann`).
 
-Nothing is imported here, so that the core can import one of these modules without the others.
+Nothing is imported here, so that one of these modules comes without the others.
 """

@@ -27,6 +27,7 @@ EMBEDDERS = ("linear", "mlp")
 # the mean spread, so that an image where it does show up is not blown up (on the sample, one
 # feature in twenty is constant over the training images: unused colour cells).
 STD_FLOOR = 0.1
+CHUNK = 8192  # rows at a time where a whole copy of the features would be large
 
 
 class MLPEmbedder:
@@ -127,7 +128,9 @@ class Standardized:
         return self.inner.shape
 
     def embed(self, features) -> np.ndarray:
-        return self.inner.embed(self.scale(features))
+        # in chunks: a standardised copy of every image's features would be 170 MB at COCO size
+        return np.concatenate([self.inner.embed(self.scale(features[start:start + CHUNK]))
+                               for start in range(0, max(len(features), 1), CHUNK)])
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         return {**self.inner.get_arrays(), "mean": self.mean.copy(), "std": self.std.copy()}
@@ -144,28 +147,42 @@ class Standardized:
                    arrays["mean"], arrays["std"])
 
 
-def feature_scaling(features) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each feature, float32; the deviation is at least
-    :data:`STD_FLOOR` times the mean deviation (1 if every feature is constant)."""
-    features = np.asarray(features, dtype=np.float64)
-    std = features.std(axis=0)
+def feature_scaling(features, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each feature (of ``features[rows]``, by default all rows),
+    float32; the deviation is at least :data:`STD_FLOOR` times the mean deviation (1 if every
+    feature is constant).
+
+    Accumulated in float64 over chunks of :data:`CHUNK` rows, so the memory it takes does not
+    grow with the number of images (a float64 copy at COCO size would be 270 MB).
+    """
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
+    total = np.zeros(np.shape(features)[1])
+    for start in range(0, len(rows), CHUNK):
+        total += np.asarray(features[rows[start:start + CHUNK]], dtype=np.float64).sum(axis=0)
+    mean = total / max(len(rows), 1)
+    squares = np.zeros_like(mean)
+    for start in range(0, len(rows), CHUNK):
+        chunk = np.asarray(features[rows[start:start + CHUNK]], dtype=np.float64) - mean
+        squares += np.einsum("ij,ij->j", chunk, chunk)
+    std = np.sqrt(squares / max(len(rows), 1))
     floor = STD_FLOOR * std.mean() if std.any() else 1.0
-    return features.mean(axis=0).astype(np.float32), np.maximum(std, floor).astype(np.float32)
+    return mean.astype(np.float32), np.maximum(std, floor).astype(np.float32)
 
 
-def new_image_embedder(settings, dataset, d_out: int):
+def new_image_embedder(settings, train_features, d_out: int, rows=None):
     """The untrained embedder ``settings`` ask for (``embedder``, ``hidden``, ``standardize``).
 
-    Standardisation uses the mean and spread of ``dataset``'s training images only.
+    Standardisation uses the mean and spread of ``train_features`` (the training images' only),
+    or of ``train_features[rows]`` given ``rows`` (no copy of those rows is made).
     """
-    d_in = dataset.features.shape[1]
+    d_in = train_features.shape[1]
     if settings.embedder == "mlp":
         image = MLPEmbedder(d_in, d_out, hidden=settings.hidden, seed=settings.seed)
     else:
         image = ImageEmbedder(d_in, d_out, seed=settings.seed)
     if not settings.standardize:
         return image
-    return Standardized(image, *feature_scaling(dataset.features_of(dataset.train_image_ids)))
+    return Standardized(image, *feature_scaling(train_features, rows))
 
 
 def untrained_copy(image, seed: int = 0):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from capstone.course.image import ImageEmbedder
-from capstone.data.model import SearchModel
 from capstone.course.triples import image_text_embeddings
 from capstone.further.embedders import Standardized, feature_scaling
 
@@ -31,18 +30,17 @@ def ridge_targets(dataset, text, image_ids) -> np.ndarray:
     return image_text_embeddings(owners, embedded, len(image_ids))
 
 
-def fit_ridge(dataset, text, *, alpha: float = ALPHA, info: dict | None = None) -> SearchModel:
-    """The ridge map of ``dataset``'s training images, as a search model with ``text``.
+def ridge_map(dataset, text, *, alpha: float = ALPHA) -> Standardized:
+    """The ridge map of ``dataset``'s training images: standardised features to each image's
+    unit mean caption embedding (by ``text``), as an image embedder.
 
     Parameters
     ----------
     dataset : capstone.data.dataset.Dataset
     text : capstone.course.text.TextEmbedder
-        Embeds the target captions (and, in the model, the queries).
+        Embeds the target captions.
     alpha : float
         The ridge added to ``X^T X``.
-    info : dict, optional
-        The model's record; ``settings`` gains ``reference: "ridge"`` and ``alpha``.
     """
     image_ids = dataset.train_image_ids
     features = dataset.features_of(image_ids).astype(np.float64)
@@ -53,12 +51,4 @@ def fit_ridge(dataset, text, *, alpha: float = ALPHA, info: dict | None = None) 
     weight = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ (y - offset))
     inner = ImageEmbedder(x.shape[1], y.shape[1])
     inner.set_arrays({"weight": weight.astype(np.float32), "bias": offset.astype(np.float32)})
-    info = dict(info or {"dataset": dataset.name})
-    info["settings"] = {**info.get("settings", {}), "reference": "ridge", "alpha": alpha}
-    info["metrics"] = {}
-    return SearchModel(Standardized(inner, mean, std), text, info)
-
-
-def ridge_like(model, dataset, *, alpha: float = ALPHA) -> SearchModel:
-    """The ridge reference for a trained ``model``: its text embedder, record and margin."""
-    return fit_ridge(dataset, model.text, alpha=alpha, info=model.info)
+    return Standardized(inner, mean, std)

@@ -1,4 +1,5 @@
-"""The course end to end: training with checkpoints and a saved model, a search that reads little.
+"""The course end to end: training with checkpoints, models compared, a search that reads little.
 
-It may import :mod:`capstone.course`, :mod:`capstone.data`, :mod:`capstone.further`, :mod:`capstone.ui`.
+It may import :mod:`capstone.course`, :mod:`capstone.data`, :mod:`capstone.further`,
+:mod:`capstone.sample`, :mod:`capstone.search`, :mod:`capstone.ui` and :mod:`capstone.files`.
 """

@@ -1,7 +1,7 @@
 """Keeping the best epoch while training: its weights in memory and, atomically, on disk.
 
-Used by :func:`capstone.pipeline.training.train` and by the training loop that notebook 4 writes out: call
-:meth:`Checkpoint.update` once per epoch with the validation metrics.
+Used by :func:`capstone.pipeline.training.train` and by the training loop that notebook 4 writes
+out: call :meth:`Checkpoint.update` once per epoch with the validation metrics.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class Checkpoint:
 
     Parameters
     ----------
-    image : capstone.data.model.ImageEmbedder
+    image : capstone.course.image.ImageEmbedder
         The layer being trained (or another embedder with its interface,
         :mod:`capstone.further.embedders`) (read, never changed, until :meth:`best_model`).
     text : capstone.course.text.TextEmbedder
@@ -78,8 +78,9 @@ class Checkpoint:
 
 
 def epoch_record(epoch, train, val, epoch_start) -> dict:
-    """One row of :attr:`capstone.pipeline.training.History.records`: an epoch's training means (``train``),
-    validation metrics (``val``) and seconds since ``epoch_start`` (``time.perf_counter()``)."""
+    """One row of :attr:`capstone.pipeline.training.History.records`: an epoch's training means
+    (``train``), validation metrics (``val``) and seconds since ``epoch_start``
+    (``time.perf_counter()``)."""
     return {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "val_loss": val["loss"], "val_accuracy": val["accuracy"],
             "val_accuracy_random": val["accuracy_random"],

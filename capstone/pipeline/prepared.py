@@ -13,13 +13,16 @@ trained now, with a line saying so and how long it takes, and a progress bar.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from capstone.data.captions import load_caption_store
 from capstone.data.dataset import dataset_files, load_dataset, read_captions, rows_of_features
-from capstone.search.database import SearchDatabase
+from capstone.search.database import SearchDatabase, add_saved_images
 from capstone.data.model import load_model
 from capstone.data.paths import (check_dataset_name, default_database_path, default_dataset_name,
                     default_model_path, say)
@@ -76,7 +79,8 @@ class SearchView:
 
 
 def load_search_view(name: str | None = None) -> SearchView:
-    """A dataset's :class:`SearchView` (``name`` as in :func:`capstone.data.dataset.load_dataset`)."""
+    """A dataset's :class:`SearchView` (``name`` as in
+    :func:`capstone.data.dataset.load_dataset`)."""
     files = dataset_files(name)
     store = load_caption_store(files["captions"], read_captions, files["remedy"])
     feature_ids = load_feature_ids(files["features"], files["remedy"])
@@ -101,7 +105,9 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
     -------
     SearchDatabase
         Loaded when the saved one matches the model and the images, else built (saying so)
-        from the full dataset and saved.
+        from the full dataset and saved; with the images ``python -m capstone add`` added; when
+        ``$CAPSTONE_MILVUS_URI`` is set, answering from a Milvus collection ``capstone_<dataset>``
+        there (:mod:`capstone.search.milvus`).
     """
     if dataset is None or isinstance(dataset, str):
         name = check_dataset_name(dataset) if dataset else default_dataset_name(announce=True)
@@ -114,18 +120,23 @@ def open_database(dataset=None, model=None, *, path=None) -> SearchDatabase:
             model = load_model(model, dataset=view.name)
     path = path or default_database_path(view.name)
     try:
-        return SearchDatabase.load(path, model, view)
+        database = SearchDatabase.load(path, model, view)
     except (OSError, ValueError):  # missing, stale or damaged: build it from the dataset
-        pass
-    say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
-    full = view if hasattr(view, "captions") else load_dataset(view.name)
-    database = SearchDatabase.build(model, full)
-    database.save(path)
+        say(f"building the {view.name} image database ({view.n_images:,} images), a few seconds")
+        full = view if hasattr(view, "captions") else load_dataset(view.name)
+        database = SearchDatabase.build(model, full)
+        database.save(path)
+    add_saved_images(database)  # the images `python -m capstone add` added, embedded by this model
+    if os.environ.get("CAPSTONE_MILVUS_URI"):  # answer from Milvus (a server many processes share)
+        from capstone.search.ann import use_index
+
+        use_index(database, "milvus", collection=f"capstone_{view.name}")
     return database
 
 
 def training_estimate(dataset, settings) -> float:
-    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on ``dataset``."""
+    """Rough seconds that :func:`capstone.pipeline.training.train` takes with ``settings`` on
+    ``dataset``."""
     n_triples = int(np.count_nonzero(dataset.train_captions_mask))
     n_batches = -(-n_triples // settings.batch_size)
     return 10 + settings.epochs * (n_triples * SECONDS_PER_TRIPLE + n_batches * SECONDS_PER_BATCH)
@@ -150,7 +161,8 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     progress : bool
         Show the progress bars.
     **changes
-        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train` takes them.
+        Settings to change (e.g. ``epochs=3``), as :func:`capstone.pipeline.training.train`
+        takes them.
 
     Returns
     -------
@@ -161,6 +173,52 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
         return load_model(path, dataset=name)  # nothing else is read for a saved model
     except FileNotFoundError:
         pass
+    out = path or default_model_path(name)
+    with training_lock(out) as waited:
+        if waited:  # another kernel or command trained it meanwhile
+            try:
+                return load_model(path, dataset=name)
+            except FileNotFoundError:
+                pass  # it failed or was interrupted: train here
+        return _train_now(dataset, name, out, preset, progress, changes)
+
+
+@contextlib.contextmanager
+def training_lock(model_path):
+    """Hold the lock on training ``model_path``; yields whether another holder was waited for.
+
+    Two visitors of the app (or two notebooks) with no saved model would otherwise train the
+    same model at once, each at full memory: the second one says it waits, then loads the first
+    one's model. The lock is ``MODEL.lock`` beside the model file, released when its holder ends
+    (even killed); where file locks are unavailable, nothing is locked.
+    """
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = model_path.with_name(model_path.name + ".lock")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield False
+        return
+    with open(lock_path, "a+") as lock:
+        waited = False
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"Another process is training {model_path} now (one training at a time): "
+                f"waiting for it to finish, then using its model.")
+            started = time.perf_counter()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            say(f"done waiting ({time.perf_counter() - started:.0f} s)")
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _train_now(dataset, name, out, preset, progress, changes):
+    """Train and save the model :func:`load_or_train` did not find, saying so first."""
     from capstone.course.train import resolve_settings
     from capstone.pipeline.training import train  # training's libraries load only when it runs
 
@@ -169,7 +227,6 @@ def load_or_train(dataset=None, *, preset: str | None = None, path=None, progres
     settings = resolve_settings(preset, **changes)
     minutes = training_estimate(dataset, settings) / 60
     took = f"about {minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
-    out = path or default_model_path(dataset.name)
     say(f"No saved model for {dataset.name}: training one now ({preset!r} preset, "
         f"{settings.epochs} epoch{'s' * (settings.epochs != 1)}, {took}); it is saved to {out}. "
         f"`python -m capstone train --dataset {dataset.name} --preset {preset}` does this "

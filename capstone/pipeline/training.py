@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from capstone.course.evaluate import evaluate
 from capstone.course.text import TextEmbedder
-from capstone.course.train import (epoch_triples, make_optimizer, resolve_settings, train_epoch,
-                                   validation_metrics, validation_triples)
+from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
+from capstone.course.triples import epoch_triples, validation_triples
+from capstone.data.captions import Texts
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
 from capstone.data.paths import default_model_path
@@ -78,7 +79,7 @@ class EpochWatch:
 
 
 def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
-          progress=True, on_batch=None, preset=None, **changes):
+          progress=True, on_batch=None, on_epoch=None, preset=None, **changes):
     """Train an image embedder on a dataset's training images; return the best model.
 
     Parameters
@@ -93,8 +94,9 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     out : path-like or False, optional
         Where each improving epoch is saved (default: the dataset's model path; ``False``: not
         saved); a bad path is refused before training.
-    plot, live, progress, on_batch
-        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``.
+    plot, live, progress, on_batch, on_epoch
+        noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``,
+        ``on_epoch(record)`` after each epoch (its :attr:`History.records` row).
 
     Returns
     -------
@@ -112,15 +114,17 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = new_image_embedder(settings, dataset, text.dim)
+    image = new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
+                               rows=dataset.rows(dataset.train_image_ids))
     optim = make_optimizer(settings, image.parameters)
     loss_of = loss_for(settings)
     recorder = new_recorder(plot, live, validate=lambda: validation_metrics(  # also mid-epoch
-        image, dataset, caption_embeddings, validation, settings.margin))
+        image, dataset.features, caption_embeddings, validation, settings.margin))
     history = History(recorder=recorder)
     preset = chosen if isinstance(chosen, str) else None
     info = {"dataset": dataset.name, "settings": {"preset": preset, **dataclasses.asdict(settings)}}
-    untrained = validation_metrics(image, dataset, caption_embeddings, validation, settings.margin)
+    untrained = validation_metrics(image, dataset.features, caption_embeddings, validation,
+                                   settings.margin)
     checkpoint = Checkpoint(image, text, info, out, untrained)
 
     epoch = 0
@@ -136,7 +140,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads cost time
                 train_epoch(image, optim, dataset.features, caption_embeddings, triples, settings,
                             watch, loss_of)
-            val = validation_metrics(image, dataset, caption_embeddings, validation,
+            val = validation_metrics(image, dataset.features, caption_embeddings, validation,
                                      settings.margin)
             recorder.set_test_batch({"loss": val["loss"], "accuracy": val["accuracy"]},
                                     batch_size=len(validation["hard"]))
@@ -145,6 +149,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             bars[0].update()
             if checkpoint.update(epoch, val):
                 history.best_epoch = epoch
+            if on_epoch:
+                on_epoch(history.records[-1])
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"interrupted in epoch {epoch}: returning the best model so far "
@@ -153,12 +159,12 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         for bar in bars:
             bar.close()
 
-    del caption_embeddings, validation  # evaluate embeds the captions again: not both at once
     model = checkpoint.best_model()
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
     if not history.interrupted:
-        model.info["metrics"].update(evaluate(model, dataset))
+        model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=caption_embeddings,
+                                              validation=validation))  # not made twice
         if out is not None:
             model.save(out)
     history.figure = recorder.close() if plot else None
@@ -168,5 +174,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
 def fit_text(dataset, glove=None) -> TextEmbedder:
     """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    captions = [text for text, keep in zip(dataset.captions, dataset.train_captions_mask) if keep]
+    mask = dataset.train_captions_mask
+    captions = (dataset.captions[mask] if isinstance(dataset.captions, Texts)  # no str copies
+                else [text for text, keep in zip(dataset.captions, mask) if keep])
     return TextEmbedder.fit(captions, glove, dataset.glove_name)

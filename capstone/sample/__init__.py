@@ -3,7 +3,7 @@
 :mod:`capstone.sample.scenes` draws the scenes and writes them in the course's file formats;
 :mod:`capstone.sample.features` is the fixed feature extractor that stands in for ResNet-18.
 Nothing in the course core imports this package; :mod:`capstone.data.dataset` calls
-:func:`ensure_sample` when the sample is the dataset in use.
+:func:`ensure_sample` when the sample is the dataset in use. It may import :mod:`capstone.files`.
 """
 
 from capstone.sample.features import FEATURE_DIM, extract_features

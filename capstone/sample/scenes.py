@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from capstone.data import paths
+from capstone import files
 from capstone.sample.features import BATCH_SIZE, extract_features
 
 SAMPLE_VERSION = 3
@@ -529,7 +529,7 @@ def _write_image(out, seed, index, image_id, grayscale):
     pixels = None if grayscale else np.asarray(image)
     path = out / "images" / f"COCO_sample_{image_id:012d}.png"
     saved = image.convert("L") if grayscale else image
-    paths.atomic_write(path, lambda tmp: saved.save(tmp, format="PNG"))
+    files.atomic_write(path, lambda tmp: saved.save(tmp, format="PNG"))
     captured = datetime(2013, 11, 14) + timedelta(seconds=int(rng.integers(0, 365 * 86400)))
     record = {
         "license": 1,
@@ -552,12 +552,12 @@ def _write_pickle(obj, path):
         with open(tmp, "wb") as file:
             pickle.dump(obj, file, protocol=PICKLE_PROTOCOL)
 
-    paths.atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 def read_marker(folder) -> dict:
     """The ``.complete`` marker of a sample folder (``{}`` when missing or unreadable)."""
-    return paths.read_json(Path(folder) / MARKER, {})
+    return files.read_json(Path(folder) / MARKER, {})
 
 
 def write_sample(out, *, seed: int = 0, n_images: int = 3000) -> Path:
@@ -651,7 +651,7 @@ def _write_files(out: Path, seed: int, n_images: int, written: list) -> None:
         "name": "CC0 1.0 (generated images)",
     }
     coco = {"info": info, "images": records, "licenses": [licence], "annotations": annotations}
-    paths.write_json(out / "captions_train2014.json", coco)
+    files.write_json(out / "captions_train2014.json", coco)
     marker = {
         "version": SAMPLE_VERSION,
         "seed": seed,
@@ -659,24 +659,24 @@ def _write_files(out: Path, seed: int, n_images: int, written: list) -> None:
         "images_with_features": len(features),
         "captions": len(annotations),
     }
-    paths.write_json(out / MARKER, marker)
+    files.write_json(out / MARKER, marker)
 
 
-def ensure_sample(folder=None) -> Path:
+def ensure_sample(folder) -> Path:
     """Return the sample's folder, generating it first when it is missing or outdated.
 
     Parameters
     ----------
-    folder : path-like, optional
-        Default :func:`capstone.data.paths.sample_dir`.
+    folder : path-like
+        Where the sample lives (:func:`capstone.data.paths.sample_dir` for the dataset).
 
     Returns
     -------
     pathlib.Path
         A folder whose ``.complete`` marker has this :data:`SAMPLE_VERSION`.
     """
-    folder = Path(folder).expanduser() if folder is not None else paths.sample_dir()
+    folder = Path(folder).expanduser()
     if read_marker(folder).get("version") != SAMPLE_VERSION:
-        paths.say(f"generating the sample dataset in {folder} (once, about 15 s)")
+        files.say(f"generating the sample dataset in {folder} (once, about 15 s)")
         write_sample(folder)
     return folder

@@ -1,4 +1,5 @@
-"""Search beyond the core: typed queries (typos, ``-word``, ``N:word``, ``why``), approximate indexes.
+"""Search beyond the core: the saved database, typed queries (typos, ``-word``, ``N:word``,
+``why``), approximate indexes.
 
-It may import :mod:`capstone.course` and :mod:`capstone.errors`.
+It may import :mod:`capstone.course`, :mod:`capstone.data` and :mod:`capstone.errors`.
 """

@@ -1,4 +1,4 @@
-"""Search indexes behind :meth:`SearchDatabase.query`: exact top-k, FAISS HNSW and FAISS IVF-PQ.
+"""Search indexes behind :meth:`SearchDatabase.query`: exact top-k, FAISS HNSW, FAISS IVF-PQ, Milvus.
 
 Every index answers ``search(vector, k) -> (rows, scores)``: ``min(k, n)`` row numbers of the
 embedding matrix, best first, with their cosines (finite float32). Rows are expected to be unit
@@ -8,8 +8,14 @@ vectors, as :class:`~capstone.course.database.ImageDatabase` stores them, so cos
 ``"hnsw"``   ``faiss.IndexHNSWFlat`` over inner product: a navigable graph over a copy of the rows.
 ``"ivfpq"``  ``faiss.IndexIVFPQ``: rows bucketed by k-means, stored as product-quantised codes;
              the ``rerank * k`` best candidates are rescored exactly against the original rows.
+``"milvus"`` a Milvus collection (Milvus Lite in a local ``.db``, or a server by its URI): see
+             :mod:`capstone.search.milvus`.
 
-faiss is imported only when an approximate index is built, so ``import capstone`` stays quick.
+Every index also takes new rows, ``add(rows, embeddings)``, so that images join a database
+without rebuilding its index (:meth:`ImageDatabase.add`).
+
+faiss and pymilvus are imported only when such an index is built, so ``import capstone`` stays
+quick.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from capstone.course.database import check_count, top_k
-from capstone.course.text import unit_rows
+from capstone.search.index import as_matrix, BaseIndex
 
-KINDS = ("exact", "hnsw", "ivfpq")
+KINDS = ("exact", "hnsw", "ivfpq", "milvus")
 
 
 def build_index(embeddings, kind: str = "exact", **params):
@@ -34,25 +40,28 @@ def build_index(embeddings, kind: str = "exact", **params):
     embeddings : array-like, shape (n, D)
         Unit rows (float32). The exact and IVF-PQ indexes keep a reference to them, so they
         must not change afterwards; HNSW keeps its own copy.
-    kind : {"exact", "hnsw", "ivfpq"}
+    kind : {"exact", "hnsw", "ivfpq", "milvus"}
     **params
         The chosen kind's settings; see :class:`ExactIndex`, :class:`HNSWIndex`,
-        :class:`IVFPQIndex`.
+        :class:`IVFPQIndex`, :class:`capstone.search.milvus.MilvusIndex`.
 
     Returns
     -------
-    ExactIndex, HNSWIndex or IVFPQIndex
+    ExactIndex, HNSWIndex, IVFPQIndex or MilvusIndex
 
     Raises
     ------
     ValueError
         For an unknown kind or parameter, or embeddings that are not a non-empty 2-D array.
     ImportError
-        For ``"hnsw"`` or ``"ivfpq"`` when faiss is not installed.
+        For ``"hnsw"`` or ``"ivfpq"`` when faiss is not installed, ``"milvus"`` without pymilvus.
     """
-    if not isinstance(kind, str) or kind not in _CLASSES:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
-    cls = _CLASSES[kind]
+    if kind == "milvus":
+        from capstone.search.milvus import MilvusIndex as cls
+    else:
+        cls = _CLASSES[kind]
     allowed = list(inspect.signature(cls.__init__).parameters)[2:]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
@@ -89,70 +98,7 @@ def _one_thread(faiss):
         faiss.omp_set_num_threads(threads)
 
 
-def _as_matrix(embeddings, kind: str) -> np.ndarray:
-    matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
-    if matrix.ndim != 2 or (kind != "exact" and len(matrix) == 0):
-        raise ValueError(
-            f"the {kind} index needs a non-empty (n, D) matrix of embeddings, got shape "
-            f"{matrix.shape}; use kind='exact' for an empty database"
-        )
-    return matrix
-
-
-class _Index:
-    """What every index shares: the row count, dimension, and checking a query vector."""
-
-    kind = ""
-
-    def __init__(self, embeddings):
-        self.embeddings = _as_matrix(embeddings, self.kind)
-        self.n, self.dim = self.embeddings.shape
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __repr__(self) -> str:
-        settings = "".join(f", {key}={value!r}" for key, value in self.params.items())
-        return f"{type(self).__name__}(n={self.n}, dim={self.dim}{settings})"
-
-    @property
-    def params(self) -> dict:
-        """The settings the index was built and searches with."""
-        return {}
-
-    def _query(self, vector) -> np.ndarray:
-        """``vector`` as a float32 unit vector of shape (D,), or a one-line ``ValueError``."""
-        vector = np.asarray(vector, dtype=np.float32)
-        if vector.shape != (self.dim,):
-            raise ValueError(
-                f"the query vector has shape {vector.shape}, but this index holds "
-                f"{self.dim}-d embeddings; give one vector of shape ({self.dim},)"
-            )
-        if not np.all(np.isfinite(vector)):
-            raise ValueError("the query vector has NaN or infinite entries; give finite numbers")
-        return unit_rows(vector)  # cosine, as the database's own query scores it
-
-    def _exact(self, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.embeddings @ vector
-        rows = top_k(scores, k)
-        return rows, scores[rows]
-
-    def _complete(self, rows, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of candidate ``rows`` (faiss pads with -1), the best ``k`` first.
-
-        When the approximate search found fewer than ``min(k, n)`` candidates (a tiny database,
-        or a query far from every bucket probed), the query is answered exactly instead, so
-        every index returns as many results as the exact one.
-        """
-        rows = rows[rows >= 0]
-        if len(rows) < min(k, self.n):
-            return self._exact(vector, k)
-        scores = self.embeddings[rows] @ vector
-        best = top_k(scores, k)
-        return rows[best].astype(np.int64), scores[best]
-
-
-class ExactIndex(_Index):
+class ExactIndex(BaseIndex):
     """Exact cosine top-k: one matrix-vector product and :func:`~capstone.course.database.top_k`.
 
     This is what :meth:`ImageDatabase.query_vector` does without an index; it has no settings.
@@ -177,8 +123,12 @@ class ExactIndex(_Index):
         """
         return self._exact(self._query(vector), check_count(k))
 
+    def add(self, rows, embeddings=None) -> None:
+        """Take new rows: ``embeddings``, the database's matrix with them, else a copy plus them."""
+        self.embeddings = self._grown(rows, embeddings)
 
-class HNSWIndex(_Index):
+
+class HNSWIndex(BaseIndex):
     """FAISS ``IndexHNSWFlat`` with inner product: a layered proximity graph over the rows.
 
     Parameters
@@ -243,8 +193,15 @@ class HNSWIndex(_Index):
             return best, all_scores[best]
         return rows.astype(np.int64), scores
 
+    def add(self, rows, embeddings=None) -> None:
+        """Link new unit rows into the graph (faiss inserts them as it built the others)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, self.dim)
+        with _one_thread(self._faiss):
+            self.index.add(rows)
+        self.n += len(rows)
 
-class IVFPQIndex(_Index):
+
+class IVFPQIndex(BaseIndex):
     """FAISS ``IndexIVFPQ`` with exact re-ranking of its best candidates.
 
     Rows are bucketed into ``nlist`` k-means cells and stored as ``m`` one-byte codes (for
@@ -345,6 +302,13 @@ class IVFPQIndex(_Index):
             )
         return self._complete(rows[0], vector, k)
 
+    def add(self, rows, embeddings=None) -> None:
+        """Encode new rows into the trained cells and codes (no retraining); the re-ranking then
+        reads ``embeddings``, the database's matrix with them (else a copy plus them)."""
+        old, self.embeddings = self.n, self._grown(rows, embeddings)
+        with _one_thread(self._faiss):
+            self.index.add(self.embeddings[old:])
+
 
 def _default_m(dim: int) -> int:
     """The largest divisor of ``dim`` that is at most ``dim / 4`` (4-d sub-vectors or more)."""
@@ -358,7 +322,8 @@ def use_index(database, kind: str = "exact", **params):
     """Answer ``database.query`` and ``query_vector`` through an index of ``kind``; returns it.
 
     ``"exact"`` is exact; ``"hnsw"`` and ``"ivfpq"`` are approximate FAISS indexes, much faster on
-    large databases; ``params`` are their settings (see :func:`build_index`).
+    large databases; ``"milvus"`` keeps the embeddings in Milvus (``uri=``, else
+    ``$CAPSTONE_MILVUS_URI``); ``params`` are their settings (see :func:`build_index`).
     """
     database.index = build_index(database.embeddings, kind, **params)
     return database

@@ -15,8 +15,8 @@ import numpy as np
 
 from capstone.course.database import ImageDatabase
 from capstone.data.paths import default_database_path
-from capstone.data.store import read_npz, write_npz
-from capstone.errors import DataError
+from capstone.data.store import _read_features_pickle, read_npz, write_npz
+from capstone.errors import DataError, MissingFileError
 from capstone.search.query import search as search_query
 
 
@@ -31,7 +31,8 @@ class SearchDatabase(ImageDatabase):
     """
 
     def __repr__(self) -> str:
-        return f"SearchDatabase(dataset={getattr(self.dataset, 'name', None)!r}, images={len(self)})"
+        name = getattr(self.dataset, "name", None)
+        return f"SearchDatabase(dataset={name!r}, images={len(self)})"
 
     # -- searching -----------------------------------------------------------------------------
     def query(self, text: str, k: int = 10, **options) -> list[dict]:
@@ -39,7 +40,8 @@ class SearchDatabase(ImageDatabase):
         return self.search(text, k, **options).results
 
     def search(self, text: str = "", k: int = 10, **options):
-        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see capstone.search.query."""
+        """Typos corrected, ``-word``, ``2:word``, ``image=``, ``dedup=``: see
+        :func:`capstone.search.query.search`."""
         return search_query(self, text, k, **options)
 
     # -- saving, loading -----------------------------------------------------------------------
@@ -80,3 +82,55 @@ class SearchDatabase(ImageDatabase):
             database = cls.build(model, dataset)
             database.save(path)
             return database
+
+
+# -- images added after the dataset (python -m capstone add) ---------------------------------------
+FEATURES_FIX = ("give an .npz with arrays image_ids (n,) and features (n, 512), or a features "
+                "pickle in the course's format (image_id -> (1, 512) array)")
+
+
+def added_images_path(dataset_name: str) -> Path:
+    """Where ``python -m capstone add`` keeps the images added to a dataset's database."""
+    return default_database_path(dataset_name).with_name(f"{dataset_name}-added-images.npz")
+
+
+def read_image_features(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_ids, features)`` of an ``.npz`` (``image_ids``, ``features``) or a features pickle.
+
+    The pickle is read as the dataset's is: plain arrays only, nothing it names is run.
+    """
+    path = Path(path)
+    if path.suffix == ".pkl":
+        if not path.is_file():
+            raise MissingFileError(f"no features file at {path}; {FEATURES_FIX}")
+        return _read_features_pickle(path, f"; {FEATURES_FIX}")
+    arrays = read_npz(path, "image features", FEATURES_FIX)
+    if not {"image_ids", "features"} <= arrays.keys():
+        raise DataError(f"{path} holds {sorted(arrays)}, not image_ids and features; "
+                        f"{FEATURES_FIX}")
+    return arrays["image_ids"], arrays["features"]
+
+
+def save_added_images(database, path=None) -> Path:
+    """Write the images added to ``database`` since its dataset's (ids and raw features)."""
+    added = database.added_features
+    added = np.zeros((0, 0), np.float32) if added is None else added
+    return write_npz(path or added_images_path(database.dataset.name),
+                     {"image_ids": database.image_ids[len(database) - len(added):],
+                      "features": added})
+
+
+def add_saved_images(database, path=None) -> int:
+    """Add the images saved by :func:`save_added_images` (none saved: none); how many were new.
+
+    An image the dataset has come to hold itself is left to the dataset's row.
+    """
+    path = Path(path or added_images_path(database.dataset.name))
+    if not path.is_file():
+        return 0
+    image_ids, features = read_image_features(path)
+    new = ~np.isin(image_ids, database.image_ids)
+    if new.any():
+        database.add(image_ids[new], features[new])
+    return int(new.sum())
+

@@ -1,10 +1,14 @@
 """Queries as people type them: the course benchmark's rewritten captions, and search MRR on them.
 
-The benchmark's newest scorer no longer searches with whole captions. It rewrites each held-out
-caption the way people type: stop words removed, only the first three content words, and one
-typo (a letter of the longest content word replaced by a neighbouring QWERTY key).
-:func:`rewritten_mrr` measures search on each step of that rewrite, with the typo corrector of
-:mod:`capstone.search.query` (or without it, to see what it is worth).
+The benchmark's scorer (retrieval-v4) no longer scores search with whole captions. It rewrites
+each held-out caption the way people type, and names each form: ``verbatim`` (the caption,
+reported but not scored), ``keywords`` (stop words removed), ``truncated`` (the first three
+content words) and ``typo`` (a letter of the longest content word replaced by a neighbouring
+QWERTY key). ``benchmark`` is its earlier single rewrite, truncated with a typo.
+:func:`rewritten_mrr` measures search on each form, with the typo corrector of
+:mod:`capstone.search.query` (or without it, to see what it is worth); :func:`rewrites_table`
+puts it beside chance (``python -m capstone evaluate --rewrites``). The stop words are
+capstone's (:mod:`capstone.course.stop_words`), a longer list than the benchmark's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from capstone.search.query import build_query, keyboard_neighbours
 from capstone.course.stop_words import STOP_WORDS
 from capstone.course.text import tokenize
 
-REWRITES = ("verbatim", "no_stop_words", "first_three", "typo", "benchmark")
+REWRITES = ("verbatim", "keywords", "truncated", "typo", "benchmark")
 
 
 def typo(word: str, rng) -> str:
@@ -32,8 +36,8 @@ def typo(word: str, rng) -> str:
 def rewrite(caption: str, how: str, rng=None) -> str:
     """A caption rewritten one way of :data:`REWRITES`.
 
-    ``"verbatim"``: the caption; ``"no_stop_words"``: its words less stop words;
-    ``"first_three"``: the first three of those; ``"typo"``: the caption with one :func:`typo`
+    ``"verbatim"``: the caption; ``"keywords"``: its words less stop words;
+    ``"truncated"``: the first three of those; ``"typo"``: the caption with one :func:`typo`
     in its longest content word (the first, on a tie); ``"benchmark"``: the benchmark's
     rewrite, the first three content words with one typo. ``rng``: a NumPy generator, for typos.
     """
@@ -44,7 +48,7 @@ def rewrite(caption: str, how: str, rng=None) -> str:
     words = tokenize(caption)
     if how != "typo":
         words = [word for word in words if word not in STOP_WORDS]
-    if how in ("first_three", "benchmark"):
+    if how in ("truncated", "benchmark"):
         words = words[:3]
     content = [i for i, word in enumerate(words) if word not in STOP_WORDS]
     if how in ("typo", "benchmark") and content:
@@ -81,3 +85,22 @@ def rewritten_mrr(model, dataset, *, correct: bool = True, n_images: int = 1000,
                 pass
         mrr[how] = float(np.mean(1.0 / ranks_by_owner(vectors, owners, images, image_ids)))
     return mrr
+
+
+def chance_mrr(n_images: int) -> float:
+    """The MRR of a random ranking of ``n_images`` images: ``H_n / n``."""
+    return float(np.sum(1.0 / np.arange(1, n_images + 1)) / n_images) if n_images > 0 else 0.0
+
+
+def rewrites_table(model, dataset, *, n_images: int = 1000, seed: int = 0) -> dict:
+    """Search MRR on each rewrite of the held-out captions, beside chance.
+
+    Returns ``{"trained": {how: MRR}, "uncorrected": {...}, "chance": {...}}``: the model
+    with and without the typo corrector (:func:`rewritten_mrr`), and a random ranking of the
+    same images (the same for every form).
+    """
+    n = len(held_out_images(dataset, n_images, seed))
+    return {"trained": rewritten_mrr(model, dataset, n_images=n_images, seed=seed),
+            "uncorrected": rewritten_mrr(model, dataset, correct=False, n_images=n_images,
+                                         seed=seed),
+            "chance": dict.fromkeys(REWRITES, chance_mrr(n))}

@@ -22,7 +22,8 @@ from pathlib import Path
 from PIL import Image
 
 from capstone.data.dataset import load_dataset
-from capstone.data.paths import atomic_write, cache_dir
+from capstone.data.paths import cache_dir
+from capstone.files import atomic_write
 from capstone.search.query import format_why
 
 UNREACHABLE_SECONDS = 60.0  # a host that could not be reached is not retried for this long
@@ -196,11 +197,6 @@ def show_images(
         draw_tile(ax, url, title, missing)
     fig.tight_layout()
     return fig
-
-
-def show_results(results, **options):
-    """Draw search results (dicts from ``query`` or ``similar``); see :func:`show_images`."""
-    return show_images(results, **options)
 
 
 def draw_tile(ax, url: str | None, title: str, missing: str = "not available") -> None:

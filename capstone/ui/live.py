@@ -18,7 +18,6 @@ import time
 import warnings
 from collections import deque
 
-import noggin
 import numpy as np
 
 VALIDATE_EVERY = 100_000  # training triples between validation points (a COCO epoch: ~331,000)
@@ -103,6 +102,8 @@ class LivePlot:
     ):
         with warnings.catch_warnings():  # noggin warns that its own (nbAgg) live mode is off
             warnings.simplefilter("ignore")
+            import noggin  # pandas, xarray and matplotlib: ~100 MB, only when drawn
+
             self.plotter, self.figure, _ = noggin.create_plot(
                 list(metrics),
                 max_fraction_spent_plotting=0.0,
@@ -251,5 +252,62 @@ def new_recorder(plot: bool, live: bool | None = None, validate=None):
     ``validate`` is :class:`LivePlot`'s (validation points within long epochs), when drawn.
     """
     if not plot:
-        return noggin.LiveLogger()
+        return MetricLog()
     return LivePlot(("loss", "accuracy"), live=live, validate=validate)
+
+
+class MetricLog:
+    """What noggin's ``LiveLogger`` records (its four ``set_*`` methods, ``train_metrics`` and
+    ``test_metrics``), for training that draws nothing.
+
+    noggin's logger imports xarray and pandas (about 100 MB of a training run's memory), which
+    only drawing needs. Each metric keeps its batch values and, per epoch, the mean of the
+    batches since the last epoch weighted by batch size, as noggin computes it.
+    """
+
+    def __init__(self):
+        self._metrics = {"train": {}, "test": {}}
+        self._pending = {"train": {}, "test": {}}
+        self._batches = 0
+
+    def _add(self, kind, metrics, batch_size):
+        for name, value in metrics.items():
+            record = self._metrics[kind].setdefault(
+                name, {"batch_data": [], "epoch_data": [], "epoch_domain": []})
+            record["batch_data"].append(float(value))
+            total, weight = self._pending[kind].get(name, (0.0, 0.0))
+            self._pending[kind][name] = (total + batch_size * float(value), weight + batch_size)
+
+    def _epoch(self, kind):
+        for name, (total, weight) in self._pending[kind].items():
+            record = self._metrics[kind][name]
+            record["epoch_data"].append(total / (weight or 1.0))
+            record["epoch_domain"].append(self._batches)
+        self._pending[kind] = {}
+
+    def set_train_batch(self, metrics: dict, batch_size: int, **kwargs):
+        self._batches += 1
+        self._add("train", metrics, batch_size)
+
+    def set_train_epoch(self):
+        self._epoch("train")
+
+    def set_test_batch(self, metrics: dict, batch_size: int):
+        self._add("test", metrics, batch_size)
+
+    def set_test_epoch(self):
+        self._epoch("test")
+
+    def _arrays(self, kind) -> dict:
+        return {name: {key: np.asarray(values) for key, values in record.items()}
+                for name, record in self._metrics[kind].items()}
+
+    @property
+    def train_metrics(self) -> dict:
+        """``{metric: {"batch_data", "epoch_data", "epoch_domain"}}`` of the training batches."""
+        return self._arrays("train")
+
+    @property
+    def test_metrics(self) -> dict:
+        """The same of the validation points."""
+        return self._arrays("test")

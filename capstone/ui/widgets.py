@@ -1,5 +1,10 @@
 """A live search box: type words, see the matching images, ask for more like one of them.
 
+Each result has a thumbs-up and a thumbs-down: they re-rank the results with Rocchio's update
+of the query (``like=``/``unlike=`` of :func:`capstone.search.query.search`), and the box shows
+the updated query as words ("boat + red - water"). With a calibrated model, weak matches are
+marked, and a query that nothing matches well says so instead of showing unrelated pictures.
+
 Plain ipywidgets 8 (``Text``, ``IntSlider``, ``Image``, ``HTML``, ``Button``), so the same box
 works in JupyterLab, Notebook 7 and Voila. In a kernel, typing is debounced with the kernel's
 asyncio loop and the search runs in a worker thread; a search whose results arrive after a newer
@@ -17,12 +22,13 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import validate
 
+from capstone.data.glove import GLOVE_NAMES, common_words
 from capstone.ui.display import load_image
 from capstone.search.query import COMMON_WORDS, NUMBER_WORDS, corrector_for, format_why
 from capstone.course.text import STOP_WORDS
 
 SYNTAX_HINT = ("-word leaves a word out, 2:word weighs it twice; after \"more like this\", "
-               "type to steer it (\"at night\")")
+               "type to steer it (\"at night\"); the thumbs under a result re-rank the others")
 
 
 def png_thumbnail(image, size: int = 160) -> bytes | None:
@@ -46,14 +52,21 @@ def example_words(model, n: int = 3, embeddings=None, candidates: int = 200) -> 
     ("boats" after "boat") or is a near synonym of it (GloVe cosine of 0.7 or more: "homes"
     after "houses") is skipped.
     """
-    glove = model.text.glove
-    order = np.argsort(np.asarray(model.text.idf), kind="stable")
-    words = [word for word in map(str, np.asarray(model.text.vocab)[order])
+    # the vocabulary's embedder and vectors: the full GloVe's 400,000 words would cost each
+    # visitor's kernel of the app about 80 MB (the words' ranks come from GloVe's word list)
+    text = model.text_for([]) if hasattr(model, "text_for") else model.text
+    glove = text.glove
+    if text.glove_name in GLOVE_NAMES:
+        common = common_words(text.glove_name, COMMON_WORDS)
+    else:  # word vectors given by hand: their own order
+        common = set(glove.index_to_key[:COMMON_WORDS])
+    order = np.argsort(np.asarray(text.idf), kind="stable")
+    words = [word for word in map(str, np.asarray(text.vocab)[order])
              if word.isalpha() and word not in STOP_WORDS and word not in NUMBER_WORDS
-             and glove.key_to_index[word] < COMMON_WORDS][:candidates]
+             and word in common][:candidates]
     if embeddings is not None and len(words):
         embeddings = np.asarray(embeddings)[:: max(1, len(embeddings) // 2000)]  # a sample will do
-        spread = (embeddings @ model.text.embed(words).T).std(axis=0)
+        spread = (embeddings @ text.embed(words).T).std(axis=0)
         words = [words[i] for i in np.argsort(-spread, kind="stable")]
     chosen = []
     for word in words:
@@ -120,8 +133,15 @@ class SearchBox(widgets.VBox):
         Forgets :attr:`anchor` (shown only while there is one).
     results : ipywidgets.Box
         The result tiles (CSS class ``capstone-results``): each a ``VBox`` of the image, a label
-        (score, caption and the words that matched most) and a "more like this" button, with
-        CSS class ``capstone-result`` and an ``image_id``.
+        (score, caption, the words that matched most, "weak match"), a "more like this" button
+        and a row of 👍 and 👎 (CSS classes ``capstone-like``, ``capstone-unlike``); CSS class
+        ``capstone-result`` (and ``capstone-weak`` for a weak match) and an ``image_id``.
+    like, unlike : list of int
+        Relevance feedback on the current query (forgotten when the text changes).
+    forget : ipywidgets.Button
+        Forgets the feedback (shown only while there is some).
+    show_weak : ipywidgets.Button
+        Shows the nearest images anyway when nothing matches well (shown only then).
     """
 
     def __init__(self, db, k: int = 6, debounce: float = 0.25, thumbnail: int = 160):
@@ -129,10 +149,13 @@ class SearchBox(widgets.VBox):
         self._request = 0  # number of the latest search; older ones are stale
         self._pending = self._task = None
         self.anchor = None
+        self.like, self.unlike, self._weak_wanted = [], [], False
         self._examples = ", ".join(example_words(db.model, embeddings=db.embeddings))
         describe = getattr(db.model, "describe", None)  # which model answers, when, how well
         self._model_line = f"Using the {describe()}" if describe else ""
-        corrector_for(db.model.text)  # built now, not by the first search's worker thread
+        # built now, not by the first search's worker thread: the vocabulary's (a query of known
+        # words needs no more; an unknown word reads the full GloVe then, in that kernel only)
+        corrector_for(db.model.text_for([]) if hasattr(db.model, "text_for") else db.model.text)
         self.query = widgets.Text(
             placeholder="a dog catching a frisbee",
             continuous_update=True,
@@ -147,6 +170,12 @@ class SearchBox(widgets.VBox):
         self.clear = widgets.Button(description="× image", tooltip="forget the picked image",
                                     layout=widgets.Layout(width="6em", display="none"))
         self.clear.on_click(lambda _button: self._set_anchor(None))
+        self.forget = widgets.Button(description="× feedback", tooltip="forget the thumbs",
+                                     layout=widgets.Layout(width="7em", display="none"))
+        self.forget.on_click(lambda _button: self.give_feedback())
+        self.show_weak = widgets.Button(description="show the nearest anyway",
+                                        layout=widgets.Layout(width="14em", display="none"))
+        self.show_weak.on_click(lambda _button: self._want_weak())
         self.message = widgets.HTML()
         self.results = widgets.Box(layout=widgets.Layout(flex_flow="row wrap"))
         for widget, css_class in [
@@ -156,7 +185,8 @@ class SearchBox(widgets.VBox):
         ]:
             widget.add_class(css_class)
         controls = widgets.HBox([self.query, self.clear, self.slider, self.diverse])
-        super().__init__([controls, self.message, self.results])
+        status = widgets.HBox([self.message, self.forget, self.show_weak])
+        super().__init__([controls, status, self.results])
         for widget in (self.query, self.slider, self.diverse):
             widget.observe(self._on_change, "value")
         self._show(self._next_request(), *self._fetch_query("", k))
@@ -176,6 +206,25 @@ class SearchBox(widgets.VBox):
         return self._show(self._next_request(), *self._fetch_query(text, k or self.slider.value,
                                                                    *self._options()))
 
+    def give_feedback(self, like=(), unlike=()) -> list[dict]:
+        """Set the 👍 (``like``) and 👎 (``unlike``) images and re-rank (none: forget them)."""
+        self.like, self.unlike = [int(i) for i in like], [int(i) for i in unlike]
+        return self.search()
+
+    def toggle(self, image_id: int, liked: bool) -> list[dict]:
+        """What a tile's 👍 (``liked``) or 👎 does: mark the image so, or unmark it; re-rank."""
+        self._mark(image_id, liked)
+        return self.search()
+
+    def _mark(self, image_id: int, liked: bool) -> None:
+        mine, other = (self.like, self.unlike) if liked else (self.unlike, self.like)
+        if image_id in mine:
+            mine.remove(image_id)
+        else:
+            mine.append(image_id)
+            if image_id in other:
+                other.remove(image_id)
+
     def more_like(self, image_id: int, k: int | None = None) -> list[dict]:
         """Show the images most like ``image_id`` (what its "more like this" button does).
 
@@ -186,28 +235,40 @@ class SearchBox(widgets.VBox):
 
     # -- fetching (thread-safe: no widgets) ----------------------------------------------------
     def _options(self) -> tuple:
-        return self.anchor, self.diverse.value
+        return (self.anchor, self.diverse.value, tuple(self.like), tuple(self.unlike),
+                self._weak_wanted)
 
-    def _fetch_query(self, text: str, k: int, anchor=None, diverse=False):
-        """``(message, results, pngs)`` for a query; a message instead of results for none."""
+    def _fetch_query(self, text: str, k: int, anchor=None, diverse=False, like=(), unlike=(),
+                     weak_wanted=False):
+        """``(message, results, pngs, no_match)`` for a query; a message instead of results
+        when there are none, or when nothing matches well (``no_match``)."""
         words = self._examples
-        if not text.strip() and anchor is None:
+        if not text.strip() and anchor is None and not like:
             return (f"Type to search {len(self.db)} images, e.g. {words}. "
                     f"<small>{html.escape(SYNTAX_HINT)}</small><br>"
-                    f"<small>{html.escape(self._model_line)}</small>", [], [])
+                    f"<small>{html.escape(self._model_line)}</small>", [], [], False)
         try:
-            found = self.db.search(text, k, image=anchor, dedup=diverse)
+            found = self.db.search(text, k, image=anchor, dedup=diverse, like=list(like),
+                                   unlike=list(unlike))
         except ValueError as error:
             if "no known words" not in str(error):
-                return html.escape(str(error)), [], []
-            return f"No known words in {html.escape(repr(text))} — try words like {words}", [], []
+                return html.escape(str(error)), [], [], False
+            return (f"No known words in {html.escape(repr(text))} — try words like {words}", [],
+                    [], False)
         shown = found.query.corrected_text(lambda word: f"<b>{html.escape(word)}</b>")
-        if anchor is not None:
+        if like or unlike:
+            message = f"refined by your feedback: {html.escape(found.update)}"
+        elif anchor is not None:
             steer = f" + {shown}" if shown else " (type to steer them, e.g. “at night”)"
             message = f"Images most like #{anchor}{steer}"
         else:
             message = f"showing results for: {shown}" if found.corrections else ""
-        return message, found.results, self._thumbnails(found.results)
+        if found.no_match and not weak_wanted:
+            best = found.best_score if found.best_score is not None else float("nan")
+            return (f"No good match for {html.escape(repr(text))}: no image scores above the "
+                    f"weak-match score {found.weak_score:.3f} (the best: {best:.3f}). Try other "
+                    f"words, e.g. {words}", [], [], True)
+        return message, found.results, self._thumbnails(found.results), False
 
     def _thumbnails(self, results: list[dict]) -> list:
         return [png_thumbnail(load_image(result["url"]), self.thumbnail) for result in results]
@@ -217,13 +278,16 @@ class SearchBox(widgets.VBox):
         self._request += 1
         return self._request
 
-    def _show(self, request: int, message: str, results: list[dict], pngs: list) -> list[dict]:
+    def _show(self, request: int, message: str, results: list[dict], pngs: list,
+              no_match: bool = False) -> list[dict]:
         """Swap in the tiles and message of search number ``request``, unless a newer began."""
         if request != self._request:
             return results
         tiles = [self._tile(result, png) for result, png in zip(results, pngs)]
         self.message.value = message
         self.message.layout.display = None if message else "none"
+        self.forget.layout.display = None if self.like or self.unlike else "none"
+        self.show_weak.layout.display = None if no_match else "none"
         self.results.children = tiles
         return results
 
@@ -236,13 +300,26 @@ class SearchBox(widgets.VBox):
         else:
             picture = widgets.Image(value=png, format="png", layout=width)
         why = html.escape(format_why(result.get("why", {})))
-        label = widgets.HTML(f"<b>{result['score']:.3f}</b> {caption}"
+        weak = " <i>weak match</i>" if result.get("weak") else ""
+        label = widgets.HTML(f"<b>{result['score']:.3f}</b>{weak} {caption}"
                              + (f"<br><small>{why}</small>" if why else ""), layout=width)
         button = widgets.Button(description="more like this", layout=width)
         button.on_click(lambda _button: self._on_more_like(image_id))
-        tile = widgets.VBox([picture, label, button])
+        thumbs = []  # 👍 then 👎 (ipywidgets ships the Font Awesome icons); coloured if chosen
+        for liked, icon, tip, chosen, style in [
+                (True, "thumbs-up", "right: re-rank towards it", self.like, "success"),
+                (False, "thumbs-down", "wrong: re-rank away from it", self.unlike, "danger")]:
+            thumb = widgets.Button(icon=icon, tooltip=tip,
+                                   button_style=style if image_id in chosen else "",
+                                   layout=widgets.Layout(width=f"{self.thumbnail // 2 - 2}px"))
+            thumb.add_class("capstone-like" if liked else "capstone-unlike")
+            thumb.on_click(lambda _button, liked=liked: self._on_thumb(image_id, liked))
+            thumbs.append(thumb)
+        tile = widgets.VBox([picture, label, button, widgets.HBox(thumbs)])
         tile.add_class("capstone-result")
-        tile.image_id, tile.why = image_id, why
+        if result.get("weak"):
+            tile.add_class("capstone-weak")
+        tile.image_id, tile.why, tile.weak = image_id, why, bool(result.get("weak"))
         return tile
 
     def _pick(self, image_id) -> None:
@@ -250,6 +327,7 @@ class SearchBox(widgets.VBox):
         self.query.unobserve(self._on_change, "value")
         self.query.value = ""
         self.query.observe(self._on_change, "value")
+        self.like, self.unlike, self._weak_wanted = [], [], False  # feedback on another query
         self._set_anchor(image_id, search=False)
 
     def _set_anchor(self, image_id, search: bool = True) -> None:
@@ -258,8 +336,14 @@ class SearchBox(widgets.VBox):
         if search:
             self._on_change(None)
 
+    def _want_weak(self) -> None:
+        self._weak_wanted = True
+        self._on_change(None)
+
     # -- callbacks -----------------------------------------------------------------------------
-    def _on_change(self, _change) -> None:
+    def _on_change(self, change) -> None:
+        if change is not None and change.get("owner") is self.query:  # a new query
+            self.like, self.unlike, self._weak_wanted = [], [], False
         if self._pending is not None:
             self._pending.cancel()
         loop = _running_loop()
@@ -270,6 +354,14 @@ class SearchBox(widgets.VBox):
             self.debounce, self._in_background, self._fetch_query, self.query.value,
             self.slider.value, *self._options(),
         )
+
+    def _on_thumb(self, image_id: int, liked: bool) -> None:
+        if _running_loop() is None or not self.debounce:
+            self.toggle(image_id, liked)
+            return
+        self._mark(image_id, liked)
+        self._in_background(self._fetch_query, self.query.value, self.slider.value,
+                            *self._options())
 
     def _on_more_like(self, image_id: int) -> None:
         if _running_loop() is None or not self.debounce:

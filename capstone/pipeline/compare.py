@@ -1,6 +1,7 @@
-"""Training variants side by side with the closed-form ridge reference.
+"""Models side by side: trained against untrained, ridge and chance; training variants.
 
-Notebook 6 and ``benchmarks/compare_defaults.py`` call :func:`compare_variants`: each variant
+:func:`compare` is ``evaluate --compare`` and notebook 4's table. Notebook 6 and
+``benchmarks/compare_defaults.py`` call :func:`compare_variants`: each variant
 is a set of :class:`capstone.course.train.Settings` changes (and optionally a text ``weighting``),
 trained with each seed and evaluated on the validation images; the ridge map of each text
 weighting is a row too. Every number is measured when the function runs.
@@ -12,13 +13,55 @@ import time
 
 import numpy as np
 
-from capstone.course.evaluate import evaluate
+from capstone.course.evaluate import chance, evaluate
 from capstone.data.glove import load_glove
-from capstone.sample import KINDS, UNUSED_SYNONYMS
-from capstone.pipeline.training import train
-from capstone.further.ridge import fit_ridge
+from capstone.data.model import SearchModel
+from capstone.further.embedders import untrained_copy
+from capstone.further.ridge import ALPHA, ridge_map
 from capstone.further.sif import fit_text_weighted
+from capstone.pipeline.training import train
+from capstone.sample import KINDS, UNUSED_SYNONYMS
 
+
+# -- the trained model against baselines -----------------------------------------------------
+def untrained_like(model):
+    """The model before training: the same text embedder, a fresh image layer (same seed)."""
+    seed = model.info.get("settings", {}).get("seed", 0)
+    image = untrained_copy(model.image, seed)
+    return SearchModel(image, model.text, {**model.info, "metrics": {}})
+
+
+def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
+    """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
+    ridge map (:mod:`capstone.further.ridge`) and chance: ``{"trained": {...}, "untrained":
+    {...}, "ridge": {...}, "chance": {...}}`` (no per-concept keys).
+    """
+    models = {"trained": model, "untrained": untrained_like(model),
+              "ridge": ridge_like(model, dataset)}
+    table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
+             for name, each in models.items()}
+    table["chance"] = chance(dataset, n_images=n_images, seed=seed)
+    for column in table.values():
+        column.pop("concept_precision@10_per_concept", None)
+    return table
+
+
+def fit_ridge(dataset, text, *, alpha: float = ALPHA, info: dict | None = None) -> SearchModel:
+    """The ridge map of ``dataset``'s training images (:func:`capstone.further.ridge.ridge_map`)
+    as a search model with ``text``; ``info``'s ``settings`` gain ``reference: "ridge"`` and
+    ``alpha``."""
+    info = dict(info or {"dataset": dataset.name})
+    info["settings"] = {**info.get("settings", {}), "reference": "ridge", "alpha": alpha}
+    info["metrics"] = {}
+    return SearchModel(ridge_map(dataset, text, alpha=alpha), text, info)
+
+
+def ridge_like(model, dataset, *, alpha: float = ALPHA) -> SearchModel:
+    """The ridge reference for a trained ``model``: its text embedder, record and margin."""
+    return fit_ridge(dataset, model.text, alpha=alpha, info=model.info)
+
+
+# -- training variants -------------------------------------------------------------------------
 KEYS = ("recall@1", "recall@10", "median_rank", "i2t_recall@10", "concept_precision@10")
 MARGIN = dict(loss="margin", batch_size=32, lr=3e-3, optimizer="adam", margin=0.1,
               n_candidates=5)
