@@ -92,8 +92,10 @@ def database():
 
 @pytest.fixture(scope="module")
 def training_model(tmp_path_factory):
-    """Where the training notebook's kernel saves its model (``CAPSTONE_MODEL``)."""
-    return tmp_path_factory.mktemp("training") / "model.npz"
+    """Where the training notebook's kernel saves its model: notebook 4's own file."""
+    from capstone.data.paths import notebook_model_path
+
+    return notebook_model_path("sample")
 
 
 @pytest.fixture(scope="module")

@@ -353,3 +353,21 @@ def test_the_default_preset_is_the_contrastive_loss_on_standardised_features():
     assert (default.loss, default.standardize, default.embedder) == ("contrastive", True, "linear")
     assert (default.text_map, default.text_map_init) == ("linear", "cca")  # a learned text side
     assert PRESETS["margin"].loss == "margin" and not PRESETS["margin"].standardize
+
+
+def test_the_tradeoff_measures_a_built_index_again_visiting_less():
+    from capstone.further.tradeoff import clustered_embeddings, measure_indexes, plot_tradeoff
+
+    data, queries = clustered_embeddings(n=2000, dim=16, n_queries=30, n_clusters=20)
+    built = []
+
+    def build(data, kind, keep=1.0):
+        built.append(kind)
+        return ExactIndex(data, kind, keep)
+
+    rows = measure_indexes(build, data, queries, ["half"], params={"half": {"keep": 0.5}},
+                           visit_less={"half": {"keep": 0.1}})
+    assert built == ["half"] and [row["kind"] for row in rows] == ["half", "half, keep=0.1"]
+    assert rows[1]["recall"] < rows[0]["recall"] and rows[1]["build_s"] == rows[0]["build_s"]
+    legend = plot_tradeoff(rows).axes[0].get_legend()
+    assert [text.get_text().split(":")[0] for text in legend.get_texts()] == ["half", "half, keep=0.1"]

@@ -416,6 +416,11 @@ def database_for(dataset_name=None, model_path=None):
     return open_database(dataset_name, model_path)
 
 
+def say_which_model(database) -> None:
+    """The last stderr line of a search: which model file answered, when trained, how well."""
+    print(f"using the {database.model.describe()}", file=sys.stderr)
+
+
 def print_results(results: list[dict], as_json: bool) -> None:
     """Search results as one JSON list, or one readable line each (top words, weak matches)."""
     if as_json:
@@ -493,8 +498,10 @@ def search_command(args) -> int:
     if args.query:
         parse(args.query)  # a query's syntax is checked before anything is read
     if args.queries is None:
-        found = database_for(args.dataset, args.model).search(args.query or "", args.k, **options)
+        database = database_for(args.dataset, args.model)
+        found = database.search(args.query or "", args.k, **options)
         print_search(found, args)
+        say_which_model(database)
         return 0
     lines = read_queries(args.queries)
     if not any(line.strip() for line in lines):
@@ -516,6 +523,7 @@ def search_command(args) -> int:
             print(f"{args.queries} line {line_number}: {line}")
         print_search(found, args, f"{args.queries} line {line_number}: ")
         sys.stdout.flush()
+    say_which_model(database)
     return 0
 
 
@@ -534,17 +542,20 @@ def similar_command(args) -> int:
         print_corrections(found.corrections)
         results = found.results
     print_results(results, args.json)
+    say_which_model(database)
     return 0
 
 
 def tags_command(args) -> int:
     """``tags``: the words nearest an image's embedding."""
-    tags = database_for(args.dataset, args.model).tags(args.image_id, args.n)
+    database = database_for(args.dataset, args.model)
+    tags = database.tags(args.image_id, args.n)
     if args.json:
         print(json_text([{"word": word, "score": score} for word, score in tags]))
     else:
         for word, score in tags:
             print(f"{score:.3f}  {word}")
+    say_which_model(database)
     return 0
 
 

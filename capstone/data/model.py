@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class SearchModel:
                              f"embedder has {text.dim}; build the ImageEmbedder with d_out=text.dim")
         self.image, self.text = image, text
         self.info = {"glove_name": text.glove_name, "dim": int(text.dim), **(info or {})}
+        self.path = None  # the file it was loaded from (set by :meth:`load`)
 
     @property
     def text(self) -> TextEmbedder:
@@ -197,8 +199,27 @@ class SearchModel:
         else:
             if vocab_glove:
                 model._full_glove = lambda: load_word_vectors(glove_name)
+            model.path = Path(path)
             return model
         raise DataError(f"{path} is a damaged capstone model file ({reason}); {retrain}")
+
+    def describe(self) -> str:
+        """One line: which file this model is, when it was trained, its validation Recall@10.
+
+        The time is the file's (training writes it at its best epoch); Recall@10 is the one
+        training measured on the validation images (``not measured`` when it did not, as the
+        loop notebook 4 writes out).
+        """
+        recall = self.info.get("metrics", {}).get("recall@10")
+        recall = f"validation R@10 {recall:.3f}" if recall is not None else \
+            "validation R@10 not measured"
+        if self.path is None:
+            return f"model trained in this session, not loaded from a file; {recall}"
+        try:
+            stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.path.stat().st_mtime))
+        except OSError:
+            stamp = "at an unknown time (the file is gone)"
+        return f"model {self.path}, trained {stamp}; {recall}"
 
     def __repr__(self) -> str:
         d_in, d_out = self.image.shape

@@ -81,6 +81,15 @@ def default_model_path(dataset_name: str) -> Path:
     return models_dir() / f"{dataset_name}.npz"
 
 
+def notebook_model_path(dataset_name: str) -> Path:
+    """Where notebook 4's own training loop saves its model: never the shared one.
+
+    Exercises change that loop (no ``optim.step()``, other settings); what they train must not
+    replace the model that notebook 5, the app and ``python -m capstone search`` use.
+    """
+    return models_dir() / f"{dataset_name}-notebook4.npz"
+
+
 def default_database_path(dataset_name: str, split: str = "all") -> Path:
     """Where the image database for ``dataset_name`` is cached."""
     return cache_dir() / "databases" / f"{dataset_name}-{split}.npz"  # made when written

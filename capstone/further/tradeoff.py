@@ -40,7 +40,8 @@ def exact_neighbours(data, queries, k: int = 10) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def measure_indexes(build_index, data, queries, kinds, *, k: int = 10, params=None) -> list:
+def measure_indexes(build_index, data, queries, kinds, *, k: int = 10, params=None,
+                    visit_less=None) -> list:
     """Build each kind of index on ``data``; its Recall@k and median latency per query.
 
     Parameters
@@ -52,6 +53,10 @@ def measure_indexes(build_index, data, queries, kinds, *, k: int = 10, params=No
     kinds : sequence of str
     params : dict, optional
         ``kind -> keyword arguments`` for ``build_index``.
+    visit_less : dict, optional
+        ``kind -> {attribute: value}``: a search setting of the built index (``ef_search``,
+        ``nprobe``) to measure it again with, without building it again; its row's ``kind``
+        says so (``"hnsw, ef_search=4"``) and repeats the build time.
 
     Returns
     -------
@@ -64,29 +69,46 @@ def measure_indexes(build_index, data, queries, kinds, *, k: int = 10, params=No
         started = time.perf_counter()
         index = build_index(data, kind=kind, **(params or {}).get(kind, {}))
         build_s = time.perf_counter() - started
-        found, times = [], []
-        for query in queries:
-            started = time.perf_counter()
-            result, _ = index.search(query, k)
-            times.append(time.perf_counter() - started)
-            found.append(np.asarray(result)[:k])
-        recall = np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth)])
-        rows.append({"kind": kind, "recall": float(recall),
-                     "latency_ms": 1e3 * float(np.median(times)), "build_s": build_s})
+        rows.append({"kind": kind, **_searched(index, queries, truth, k), "build_s": build_s})
+        for name, value in (visit_less or {}).get(kind, {}).items():
+            setattr(index, name, value)
+            rows.append({"kind": f"{kind}, {name}={value}", **_searched(index, queries, truth, k),
+                         "build_s": build_s})
     return rows
 
 
+def _searched(index, queries, truth, k: int) -> dict:
+    """``recall`` (share of the exact top ``k``) and median ``latency_ms`` of ``index``."""
+    found, times = [], []
+    for query in queries:
+        started = time.perf_counter()
+        result, _ = index.search(query, k)
+        times.append(time.perf_counter() - started)
+        found.append(np.asarray(result)[:k])
+    recall = np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth)])
+    return {"recall": float(recall), "latency_ms": 1e3 * float(np.median(times))}
+
+
 def plot_tradeoff(rows, k: int = 10, ax=None):
-    """Recall@k against median latency, one labelled point per index; returns the figure."""
+    """Recall@k against median latency, one marker per index, named in a legend beside the plot.
+
+    A legend, not labels at the points: indexes with nearly the same recall and latency would
+    print their labels on top of each other. Each entry also gives the build time.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    for row in rows:
-        ax.scatter(row["latency_ms"], row["recall"], s=40)
-        ax.annotate(row["kind"], (row["latency_ms"], row["recall"]), textcoords="offset points",
-                    xytext=(6, 4))
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    markers = "osD^vP*X"
+    for number, row in enumerate(rows):
+        label = (f"{row['kind']}: R@{k} {row['recall']:.3f}, {row['latency_ms']:.2f} ms, "
+                 f"built in {row['build_s']:.1f} s")
+        ax.scatter(row["latency_ms"], row["recall"], s=60, marker=markers[number % len(markers)],
+                   label=label, alpha=0.8)
     ax.set(xscale="log", xlabel="median latency per query (ms, log scale)",
-           ylabel=f"Recall@{k} (share of the exact top {k})", ylim=(0, 1.05))
+           ylabel=f"Recall@{k} (share of the exact top {k})",
+           ylim=(max(0.0, min(row["recall"] for row in rows) - 0.1), 1.02))
     ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    ax.figure.tight_layout()
     return ax.figure

@@ -151,6 +151,8 @@ class SearchBox(widgets.VBox):
         self.anchor = None
         self.like, self.unlike, self._weak_wanted = [], [], False
         self._examples = ", ".join(example_words(db.model, embeddings=db.embeddings))
+        describe = getattr(db.model, "describe", None)  # which model answers, when, how well
+        self._model_line = f"Using the {describe()}" if describe else ""
         # built now, not by the first search's worker thread: the vocabulary's (a query of known
         # words needs no more; an unknown word reads the full GloVe then, in that kernel only)
         corrector_for(db.model.text_for([]) if hasattr(db.model, "text_for") else db.model.text)
@@ -243,7 +245,8 @@ class SearchBox(widgets.VBox):
         words = self._examples
         if not text.strip() and anchor is None and not like:
             return (f"Type to search {len(self.db)} images, e.g. {words}. "
-                    f"<small>{html.escape(SYNTAX_HINT)}</small>", [], [], False)
+                    f"<small>{html.escape(SYNTAX_HINT)}</small><br>"
+                    f"<small>{html.escape(self._model_line)}</small>", [], [], False)
         try:
             found = self.db.search(text, k, image=anchor, dedup=diverse, like=list(like),
                                    unlike=list(unlike))
