@@ -348,7 +348,7 @@ def train_command(args) -> int:
         model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
                                progress=progress, **changes,
                                on_epoch=None if progress else epoch_printer(settings.epochs))
-    if history.best_epoch == 0 and not history.interrupted and not settings.starts_trained:
+    if history.best_epoch == 0 and not history.interrupted and "calibration" not in model.info:
         accuracy = model.info.get("metrics", {}).get("triple_accuracy")
         raise DataError(f"no epoch did better than the untrained model (validation accuracy "
                         f"{accuracy if accuracy is None else round(accuracy, 3)}), so {out} was "

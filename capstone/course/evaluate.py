@@ -122,7 +122,8 @@ def concept_precision(model, dataset, image_ids, k: int = 10) -> dict:
             continue
         top = np.argsort(-(images @ query), kind="stable")[:k]
         per_concept[concept] = float(np.mean([concept in truth[i] for i in top]))
-    return {"mean": float(np.mean(list(per_concept.values()))), "per_concept": per_concept}
+    return {"mean": float(np.mean(list(per_concept.values()))) if per_concept else None,
+            "per_concept": per_concept}
 
 
 # where a combination query puts its background, in the captions' most common wording
@@ -157,19 +158,28 @@ def attribute_precision(model, dataset, image_ids, k: int = 10) -> dict:
     per_query = {}
     for query in sorted(combinations):
         relevant = np.array([query in queries for queries in held])
-        top = np.argsort(-(images @ model.embed_query(query)), kind="stable")[:k]
+        try:
+            vector = model.embed_query(query)
+        except ValueError:  # no word of it in the model's vocabulary (as concept_precision)
+            continue
+        top = np.argsort(-(images @ vector), kind="stable")[:k]
         per_query[query] = float(relevant[top].sum() / min(k, relevant.sum()))
-    pairs = [per_query[q] for q, named in combinations.items() if named[2] is None]
-    triples = [per_query[q] for q, named in combinations.items() if named[2] is not None]
-    return {"mean": float(np.mean(list(per_query.values()))), "mean_pairs": float(np.mean(pairs)),
-            "mean_triples": float(np.mean(triples)), "per_query": per_query}
+    pairs = [per_query[q] for q, named in combinations.items() if q in per_query and named[2] is None]
+    triples = [per_query[q] for q, named in combinations.items()
+               if q in per_query and named[2] is not None]
+    def mean(values):  # None when no query of the kind has a known word
+        return float(np.mean(values)) if len(values) else None
+
+    return {"mean": mean(list(per_query.values())), "mean_pairs": mean(pairs),
+            "mean_triples": mean(triples), "per_query": per_query}
 
 
 def chance_concept_precision(dataset, image_ids) -> dict:
     """What random top-k lists score on average: each concept's share of ``image_ids``."""
     truth = [scene_concepts(dataset.scenes[int(image_id)]) for image_id in image_ids]
     per_concept = {c: float(np.mean([c in t for t in truth])) for c in sorted(set().union(*truth))}
-    return {"mean": float(np.mean(list(per_concept.values()))), "per_concept": per_concept}
+    return {"mean": float(np.mean(list(per_concept.values()))) if per_concept else None,
+            "per_concept": per_concept}
 
 
 # -- all together ----------------------------------------------------------------------------------

@@ -69,11 +69,6 @@ class Settings:
                 raise ValueError(f"{name} must be {'above' if above else 'at least'} {low:g} and "
                                  f"at most {high:g}, got {value}")
 
-    @property
-    def starts_trained(self) -> bool:
-        """Whether epoch 0 is already a fitted model (a text map started from CCA)."""
-        return self.text_map != "none" and self.text_map_init == "cca"
-
     def replace(self, **changes) -> Settings:
         """These settings with the given non-``None`` values changed."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -81,6 +81,9 @@ class EpochWatch:
         return dict(zip(("loss", "accuracy"), (self.totals / max(self.count, 1)).tolist()))
 
 
+FITTED_ACCURACY = 0.55  # validation triple accuracy a CCA start must pass to be kept
+
+
 def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
           progress=True, on_batch=None, on_epoch=None, preset=None, **changes):
     """Train an image embedder on a dataset's training images; return the best model.
@@ -177,8 +180,15 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
                     else model.image.embed_text_rows(caption_embeddings))
         model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=captions,
                                               validation=validation))
-        model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
-        if out is not None and (checkpoint.epoch > 0 or settings.starts_trained):
+        # A CCA start is already a fitted model: it counts when it beats chance (0.5) clearly.
+        fitted = checkpoint.epoch > 0 or (settings.text_map != "none" and settings.text_map_init
+                                          == "cca" and untrained["accuracy"] > FITTED_ACCURACY)
+        if fitted:  # an unfitted model has nothing to calibrate
+            try:
+                model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
+            except ValueError as error:  # e.g. a query of no known word: nothing marked weak
+                notice(f"the weak-match score was not calibrated: {error}")
+        if out is not None and fitted:
             model.save(out)
         elif out is not None:  # no better than untrained: the saved model stays
             notice(f"no epoch did better than the untrained model, so {out} was left as it was")
