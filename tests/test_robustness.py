@@ -577,7 +577,7 @@ def test_two_trainings_on_one_out_take_turns_and_report_their_own_model(nan_samp
     env = {**os.environ, "CAPSTONE_DATA_DIR": str(folder), "CAPSTONE_DATASET": "coco",
            "CAPSTONE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[1])}
     runs = [subprocess.Popen([sys.executable, "-m", "capstone", "train", "--epochs", "2",
-                              "--seed", str(seed), "--out", str(out)], env=env,
+                              "--text-map", "none", "--seed", str(seed), "--out", str(out)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for seed in (1, 2)]
     finished = []
