@@ -262,7 +262,7 @@ def run(capsys, *argv):
      "mlp, standardised, text map"),
     (["--loss", "contrastive", "--temperature", "0.1", "--no-standardize"],
      {"loss": "contrastive", "temperature": 0.1, "standardize": False}, "linear, text map"),
-    (["--preset", "course", "--weighting", "sif"], {"loss": "margin", "optimizer": "sgd"},
+    (["--preset", "margin", "--weighting", "sif"], {"loss": "margin", "optimizer": "adam"},
      "linear"),
 ])
 def test_cli_trains_the_other_embedders_and_losses(flags, settings, kind, small_sample, tmp_path,
@@ -297,7 +297,7 @@ def test_cli_evaluate_compare_has_a_ridge_column(small_sample, tmp_path, monkeyp
 
 def test_cli_refuses_a_bad_hidden_width_in_one_line(capsys):
     status, out, err = run(capsys, "train", "--embedder", "mlp", "--hidden", "0")
-    assert status == 2 and out == "" and err.strip() == "error: hidden must be at least 1, got 0"
+    assert status == 2 and out == "" and err.strip() == "error: hidden must be at least 1 and at most 16384, got 0"
 
 
 # -- the comparison and the approximate-search trade-off -------------------------------------------
