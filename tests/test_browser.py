@@ -181,8 +181,10 @@ def wait_for_new_results(page, previous=None):
 
 
 def expected_labels(database, text, k):
-    """What the tiles of a search should say: each result's score and first caption."""
-    return [f"{result['score']:.3f} {result['captions'][0]}" for result in database.query(text, k)]
+    """What the tiles of a search should say: each result's score, "weak match" for a weak one,
+    and its first caption."""
+    return [f"{result['score']:.3f} {'weak match ' if result['weak'] else ''}"
+            f"{result['captions'][0]}" for result in database.query(text, k)]
 
 
 def search(page, database, text, previous=None):
