@@ -29,7 +29,7 @@ from capstone.further.embedders import Standardized, feature_scaling
 from capstone.further.textmap import TwoTower
 
 REGULARIZATION = 1e-4  # added to each covariance's diagonal, relative to its mean diagonal
-CHUNK = 8192  # images standardised at a time: bounds memory at COCO's size
+CHUNK = 2048  # images (and captions) at a time: bounds memory at COCO's size
 
 
 def fit_cca(dataset, text, *, regularization: float = REGULARIZATION) -> dict:
@@ -42,22 +42,26 @@ def fit_cca(dataset, text, *, regularization: float = REGULARIZATION) -> dict:
         ``mean`` and ``std`` of the features, ``correlations`` (D,).
     """
     image_ids = np.asarray(dataset.train_image_ids)
-    rows = np.flatnonzero(dataset.caption_mask(image_ids))
-    owners = np.searchsorted(image_ids, dataset.caption_image_ids[rows])
-    captions = text.embed([dataset.captions[row] for row in rows]).astype(np.float64)
+    mask = dataset.caption_mask(image_ids)
+    owners = np.searchsorted(image_ids, dataset.caption_image_ids[mask])
+    texts, dim = dataset.captions_where(mask), text.dim
     counts = np.bincount(owners, minlength=len(image_ids)).astype(np.float64)
-    caption_sums = np.zeros((len(image_ids), captions.shape[1]))
-    np.add.at(caption_sums, owners, captions)
-    mean, std = feature_scaling(dataset.features_of(image_ids))
+    caption_sums, cyy = np.zeros((len(image_ids), dim)), np.zeros((dim, dim))
+    for start in range(0, len(owners), CHUNK):  # embedded a chunk at a time: bounded memory
+        part = text.embed(texts[start:start + CHUNK]).astype(np.float64)
+        np.add.at(caption_sums, owners[start:start + CHUNK], part)
+        cyy += part.T @ part
+    image_rows = dataset.rows(image_ids)
+    mean, std = feature_scaling(dataset.features, image_rows)
     d_in = len(mean)
-    cxx, cxy = np.zeros((d_in, d_in)), np.zeros((d_in, captions.shape[1]))
+    cxx, cxy = np.zeros((d_in, d_in)), np.zeros((d_in, dim))
     for start in range(0, len(image_ids), CHUNK):
         part = slice(start, start + CHUNK)
-        x = (dataset.features_of(image_ids[part]).astype(np.float64) - mean) / std
+        x = (dataset.features[image_rows[part]].astype(np.float64) - mean) / std
         cxx += (x * counts[part, None]).T @ x
         cxy += x.T @ caption_sums[part]
-    n = len(captions)
-    cxx, cxy, cyy = cxx / n, cxy / n, captions.T @ captions / n
+    n = len(owners)
+    cxx, cxy, cyy = cxx / n, cxy / n, cyy / n
     whiten_x = inverse_sqrt(regularized(cxx, regularization))
     whiten_y = inverse_sqrt(regularized(cyy, regularization))
     u, correlations, vt = np.linalg.svd(whiten_x @ cxy @ whiten_y, full_matrices=False)

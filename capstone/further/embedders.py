@@ -27,7 +27,8 @@ EMBEDDERS = ("linear", "mlp")
 # the mean spread, so that an image where it does show up is not blown up (on the sample, one
 # feature in twenty is constant over the training images: unused colour cells).
 STD_FLOOR = 0.1
-CHUNK = 8192  # rows at a time where a whole copy of the features would be large
+CHUNK = 2048  # rows at a time where a whole copy of the features would be large (a float64
+# chunk of 512 features and its temporaries: about 25 MB)
 
 
 class MLPEmbedder:

@@ -9,11 +9,13 @@ weighting is a row too. Every number is measured when the function runs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
 from capstone.course.evaluate import chance, evaluate
+from capstone.course.triples import validation_triples
 from capstone.data.glove import load_glove
 from capstone.data.model import SearchModel
 from capstone.further.embedders import untrained_copy
@@ -32,16 +34,33 @@ def untrained_like(model):
     return SearchModel(image, model.plain_text, {**model.info, "metrics": {}})
 
 
-def compare(dataset, model, *, n_images: int = 1000, seed: int = 0) -> dict:
+def compare(dataset, model, *, n_images: int = 1000, seed: int = 0,
+            caption_embeddings=None) -> dict:
     """:func:`evaluate` of the trained model, the untrained one (same seed), the closed-form
     ridge map (:mod:`capstone.further.ridge`), the closed-form two-tower CCA map
     (:mod:`capstone.further.cca`) and chance: ``{"trained": {...}, "untrained": {...}, "ridge":
     {...}, "cca": {...}, "chance": {...}}`` (no per-concept or per-query keys).
+
+    Every model shares ``model``'s ``se_text`` (:attr:`~capstone.data.model.SearchModel.plain_text`),
+    so its caption embeddings are made once (or given: ``caption_embeddings``, its rows of
+    ``dataset.captions``) and every model is scored on the same validation triples.
     """
+    plain = (model.plain_text.embed(dataset.captions) if caption_embeddings is None
+             else caption_embeddings)
+    validation = validation_triples(dataset, plain)
+    # evaluate reads the caption embeddings at the validation triples' rows only: keep those
+    # (a text map's copy of every caption would be 80 MB at COCO's size)
+    used = np.unique(np.concatenate([triples.caption_rows for triples in validation.values()]))
+    validation = {kind: dataclasses.replace(triples, caption_rows=np.searchsorted(
+        used, triples.caption_rows)) for kind, triples in validation.items()}
+    captions = plain[used]
     models = {"trained": model, "untrained": untrained_like(model),
               "ridge": ridge_like(model, dataset), "cca": cca_like(model, dataset)}
-    table = {name: evaluate(each, dataset, n_images=n_images, seed=seed)
-             for name, each in models.items()}
+    table = {}
+    for name, each in models.items():
+        mapped = getattr(each.image, "embed_text_rows", None)  # a text map: its captions
+        table[name] = evaluate(each, dataset, n_images=n_images, seed=seed, validation=validation,
+                               caption_embeddings=captions if mapped is None else mapped(captions))
     table["chance"] = chance(dataset, n_images=n_images, seed=seed)
     for column in table.values():
         column.pop("concept_precision@10_per_concept", None)
@@ -156,7 +175,8 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
         for seed in seeds:
             started = time.perf_counter()
             model, _ = train(dataset, text=texts[weighting], out=False, plot=False,
-                             progress=False, **{**variant, **changes, "seed": seed})
+                             progress=False, calibration=False,  # measured, not kept
+                             **{**variant, **changes, "seed": seed})
             runs.append({**measure(model), "seconds": time.perf_counter() - started})
         rows[name] = summarise(runs)
         if report:

@@ -85,7 +85,8 @@ FITTED_ACCURACY = 0.55  # validation triple accuracy a CCA start must pass to be
 
 
 def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=True, live=None,
-          progress=True, on_batch=None, on_epoch=None, preset=None, **changes):
+          progress=True, on_batch=None, on_epoch=None, preset=None, caption_embeddings=None,
+          calibration=True, **changes):
     """Train an image embedder on a dataset's training images; return the best model.
 
     Parameters
@@ -103,6 +104,12 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     plot, live, progress, on_batch, on_epoch
         noggin's curves (live in a notebook), tqdm bars, ``on_batch(epoch, index, metrics)``,
         ``on_epoch(record)`` after each epoch (its :attr:`History.records` row).
+    caption_embeddings : numpy.ndarray, optional
+        ``text``'s embeddings of ``dataset.captions``, when the caller has them already (notebook
+        4: not a second 80 MB copy at COCO's size); by default made here.
+    calibration : bool
+        Measure the weak-match score (:mod:`capstone.pipeline.calibration`); a comparison whose
+        models are not kept can leave it out (it reads every caption's words again).
 
     Returns
     -------
@@ -117,7 +124,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     out = None if out is False else default_model_path(dataset.name) if out is None else out
     text = text if text is not None else fit_text(dataset, glove)
     started = time.perf_counter()
-    caption_embeddings = text.embed(dataset.captions)
+    if caption_embeddings is None:
+        caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
     image = start_text_map(
@@ -183,7 +191,7 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         # A CCA start is already a fitted model: it counts when it beats chance (0.5) clearly.
         fitted = checkpoint.epoch > 0 or (settings.text_map != "none" and settings.text_map_init
                                           == "cca" and untrained["accuracy"] > FITTED_ACCURACY)
-        if fitted:  # an unfitted model has nothing to calibrate
+        if fitted and calibration:  # an unfitted model has nothing to calibrate
             try:
                 model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
             except ValueError as error:  # e.g. a query of no known word: nothing marked weak
@@ -194,6 +202,16 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
             notice(f"no epoch did better than the untrained model, so {out} was left as it was")
     history.figure = recorder.close() if plot else None
     return model, history
+
+
+def one_blas_thread() -> None:
+    """Run NumPy's BLAS on one thread from now on, in this process (notebook 4's kernel).
+
+    A batch's products (a few hundred rows by 512 by D) are too small to share between threads:
+    at COCO size one epoch of the ``class`` preset took 18 s of CPU on two threads against 4 s on
+    one (:func:`train` limits its epochs the same way).
+    """
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def fit_text(dataset, glove=None) -> TextEmbedder:
