@@ -29,6 +29,17 @@ training epoch          one epoch (hard triples + batches) with the ``class`` pr
                         ``default`` preset; and the whole run (epochs x epoch), in the same process.
 
 ``ratio`` is baseline / ours: higher is better. Run alone: ``python benchmarks/bench_scale.py``.
+
+Each notebook as shipped (the README's "For instructors" table): ``python
+benchmarks/bench_scale.py --notebooks [NN ...]`` runs the notebooks (all, or those whose names
+start with the given prefixes) top to bottom, each in a fresh kernel (``python -m
+capstone.notebooks run``), on a COCO-sized folder made by the project's generator
+(``$CAPSTONE_BENCH_COCO``, read-only is fine; else generated first, a few minutes), with a
+temporary ``CAPSTONE_CACHE`` prepared as an instructor does (``capstone data``, ``train --preset
+class``, ``search``). It prints the peak RSS of the largest process (the kernel), the CPU seconds
+(user + system) of the runner and its kernel, the wall time and the load average before and
+after each notebook, against the budgets of issue 19: 800 MB each, and notebook 04 within 2:00
+on 2 cores.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ SEARCH_MEMORY_TARGET = 1.6  # 0.95-1.03 GB before, at most 600 MB after
 KERNEL_MEMORY_TARGET = 1.2
 TRAIN_MEMORY_TARGET = 1.15  # 1.1 GB before, at most 900 MB after
 EPOCH_TARGET = 2.0
+NOTEBOOK_BUDGET_MB, NOTEBOOK_04_BUDGET_S = 800, 120  # issue 19: a student's share of 8 GB
 RUN_TARGET = 5.0  # 30 default epochs (5.5 min) against the class preset's (within 3 min)
 
 
@@ -274,8 +286,60 @@ def rows() -> list[dict]:
     ]
 
 
+# -- the notebooks as shipped --------------------------------------------------------------------
+def clock(seconds: float) -> str:
+    """``12.3 s`` or ``m:ss.s``."""
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def notebook_table(prefixes=()) -> str:
+    """Each notebook (or those starting with ``prefixes``) as shipped at COCO's size: a Markdown
+    table of wall time, CPU time and peak RSS, with the load average before and after."""
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    notebooks = [path for path in notebooks if not prefixes or path.name.startswith(prefixes)]
+    with tempfile.TemporaryDirectory() as temporary:
+        temporary = Path(temporary)
+        environment = {**os.environ, "CAPSTONE_DATASET": "coco",
+                       "CAPSTONE_CACHE": str(temporary / "cache"),
+                       "PYTHONPATH": os.pathsep.join(
+                           filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        environment.pop("CAPSTONE_MODEL", None)
+        folder = os.environ.get("CAPSTONE_BENCH_COCO")
+        if not folder:
+            folder = str(temporary / "coco")
+            subprocess.run([sys.executable, "-m", "capstone", "sample", "--out", folder,
+                            "--images", str(N_IMAGES)], check=True, env=environment,
+                           stdout=subprocess.DEVNULL)
+        environment["CAPSTONE_DATA_DIR"] = folder
+        if any(path.name.startswith("05") for path in notebooks):  # 05 uses the saved model
+            for command in (["data"], ["train", "--preset", "class"], ["search", "a red boat"]):
+                run_child(f"from capstone.apps.cli import main; main({command!r})", environment)
+        lines = ["| notebook | wall | CPU | peak RSS | load before / after |", "|---|---|---|---|---|"]
+        for path in notebooks:
+            before = load_average()
+            code = ("import sys; from capstone.apps.notebooks import main; sys.exit(main(['run', "
+                    f"'--timeout', '3600', '--out', {str(temporary / 'run')!r}, {str(path)!r}]))")
+            wall, cpu, peak = run_child(code, environment)
+            over = peak > NOTEBOOK_BUDGET_MB or (path.name.startswith("04")
+                                                 and wall > NOTEBOOK_04_BUDGET_S)
+            lines.append(f"| {path.stem} | {clock(wall)} | {clock(cpu)} | {peak:,.0f} MB"
+                         f"{' (over budget)' if over else ''} | {before} / {load_average()} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
+    if sys.argv[1:2] == ["--notebooks"]:
+        print(f"{N_IMAGES:,} images (CAPSTONE_BENCH_COCO or generated), GloVe 50-d, "
+              f"{os.cpu_count()} cores; budgets {NOTEBOOK_BUDGET_MB} MB each, notebook 04 "
+              f"{NOTEBOOK_04_BUDGET_S} s wall\n")
+        print(notebook_table(tuple(sys.argv[2:])))
+        sys.exit(0)
     from run import format_table
 
     print(format_table(rows()))
