@@ -46,15 +46,18 @@ class Triples:
         return Triples(self.caption_rows[order], self.good_rows[order], self.bad_rows[order])
 
 
-def image_text_embeddings(image_of_caption, caption_embeddings, n_images) -> np.ndarray:
+def image_text_embeddings(image_of_caption, caption_embeddings, n_images, rows=None) -> np.ndarray:
     """``(n_images, D)`` unit mean of each image's caption embeddings (zero: no caption).
 
-    ``image_of_caption[i]`` is caption ``i``'s image, in ``range(n_images)``.
+    ``image_of_caption[i]`` is caption ``i``'s image, in ``range(n_images)``; caption ``i`` is
+    ``caption_embeddings[i]``, or ``caption_embeddings[rows[i]]`` when ``rows`` is given (no copy
+    of those rows).
     """
     n_captions = len(image_of_caption)
+    columns = np.arange(n_captions) if rows is None else rows
     owner = scipy.sparse.csr_matrix(
-        (np.ones(n_captions, np.float32), (image_of_caption, np.arange(n_captions))),
-        shape=(n_images, n_captions),
+        (np.ones(n_captions, np.float32), (image_of_caption, columns)),
+        shape=(n_images, len(caption_embeddings)),
     )
     return unit_rows(owner @ caption_embeddings)
 
@@ -129,10 +132,10 @@ def make_triples(
     if negatives == "random":
         bad = draw_other(good, len(image_rows), 1, rng)[:, 0]
     else:
-        image_text = image_text_embeddings(good, caption_embeddings[caption_rows], len(image_rows))
-        bad = hardest_candidates(
-            caption_embeddings[caption_rows], image_text, good, n_candidates, rng
-        )
+        # the rows are passed, not copied: 66 MB at COCO's size
+        image_text = image_text_embeddings(good, caption_embeddings, len(image_rows), caption_rows)
+        bad = hardest_candidates(caption_embeddings, image_text, good, n_candidates, rng,
+                                 rows=caption_rows)
     return Triples(caption_rows.astype(np.int64), good_rows.astype(np.int64), image_rows[bad])
 
 
@@ -150,19 +153,20 @@ def validation_triples(dataset, caption_embeddings) -> dict:
             for kind in NEGATIVES}
 
 
-def hardest_candidates(text, image_text, good, n_candidates, rng) -> np.ndarray:
+def hardest_candidates(text, image_text, good, n_candidates, rng, *, rows=None) -> np.ndarray:
     """For each caption, the most similar of ``n_candidates`` random images other than its own.
 
-    ``text`` (n, D) are the captions' embeddings, ``image_text`` (n_images, D) each image's
-    unit mean caption embedding, ``good`` (n,) each caption's own image. Returns indices into
-    ``image_text``.
+    ``text`` (n, D) are the captions' embeddings (with ``rows``, caption ``i`` is
+    ``text[rows[i]]``), ``image_text`` (n_images, D) each image's unit mean caption embedding,
+    ``good`` (n,) each caption's own image. Returns indices into ``image_text``.
     """
     n_candidates = min(n_candidates, len(image_text) - 1)
     candidates = draw_other(good, len(image_text), n_candidates, rng)
     best = np.empty(len(good), dtype=np.int64)
     for start in range(0, len(good), CHUNK):
         block = slice(start, start + CHUNK)
-        scores = np.einsum("nd,nkd->nk", text[block], image_text[candidates[block]])
+        captions = text[block] if rows is None else text[rows[block]]
+        scores = np.einsum("nd,nkd->nk", captions, image_text[candidates[block]])
         best[block] = candidates[block][np.arange(len(scores)), scores.argmax(axis=1)]
     return best
 
