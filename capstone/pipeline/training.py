@@ -120,10 +120,13 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = start_text_map(
-        new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
-                           rows=dataset.rows(dataset.train_image_ids)),
-        settings, dataset, text)
+    train_rows = dataset.rows(dataset.train_image_ids)
+    image = new_image_embedder(settings, dataset.features, text.dim, rows=train_rows)
+    if settings.text_map != "none":  # CCA's pairs: the training captions and their images
+        captioned = dataset.train_captions_mask
+        owners = np.searchsorted(dataset.train_image_ids, dataset.caption_image_ids[captioned])
+        image = start_text_map(image, settings, text, dataset.features, train_rows,
+                               caption_embeddings[captioned], owners)
     optim = make_optimizer(settings, image.parameters)
     text_side = getattr(image, "map_text", None)  # a learned text map (capstone.further.textmap)
     loss_of = loss_for(settings, text_side)
