@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, TEXT
 
-from capstone.course.evaluate import attribute_precision, attribute_queries, held_out_images
+from capstone.course.evaluate import (attribute_precision, attribute_queries, held_out_images,
+                                      query_captions)
 from capstone.course.image import ImageEmbedder
 from capstone.course.text import se_text, unit_rows
 from capstone.course.train import Settings
@@ -16,7 +17,7 @@ from capstone.pipeline.training import train
 from capstone.data.model import SearchModel
 from capstone.further.cca import cca_map, fit_cca
 from capstone.further.textmap import MappedWordVectors, TwoTower
-from capstone.pipeline.calibration import calibrate, isotonic
+from capstone.pipeline.calibration import ImageWords, calibrate, isotonic, top_k
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +178,26 @@ def test_training_calibrates_a_weak_score_that_the_file_keeps(mapped, tmp_path):
     assert 0 <= calibration["share_weak"] < 1 and calibration["n_queries"] > 0
     loaded = SearchModel.load(mapped.save(tmp_path / "m.npz"), glove=TEXT.glove)
     assert loaded.info["calibration"] == calibration
-    again = calibrate(mapped, DATASET)
+    again = calibrate(mapped, DATASET.features, DATASET.image_ids,
+                      *query_captions(DATASET, held_out_images(DATASET, 1000)),
+                      ImageWords(DATASET.captions, DATASET.caption_image_ids, DATASET.scenes))
     assert again["weak_score"] == calibration["weak_score"]  # measured, and reproducible
+    assert calibration["images"] == DATASET.n_images  # every image, as search searches them
+
+
+def test_calibration_scores_the_images_a_chunk_at_a_time_as_one_search_would(mapped):
+    queries = mapped.embed_text(["a red boat", "a green tree on the grass", "night"])
+    scores = queries @ mapped.embed_images(DATASET.features).T
+    for chunk in (7, 64, len(DATASET.features)):
+        best, rows = top_k(mapped, queries, DATASET.features, 10, chunk)
+        np.testing.assert_array_equal(rows, np.argsort(-scores, axis=1, kind="stable")[:, :10])
+        np.testing.assert_allclose(best, np.take_along_axis(scores, rows, axis=1), rtol=1e-5)
+
+
+def test_without_scenes_an_image_shows_the_words_of_its_captions():
+    shows = ImageWords(["A red boat.", "two cats", "The boat, on water"], [5, 3, 5])
+    assert shows[5] == {"a", "red", "boat", "the", "on", "water"} and shows[3] == {"two", "cats"}
+    assert shows.used_words() == shows[5] | shows[3]
 
 
 def test_a_change_that_rules_out_the_text_map_drops_it_or_starts_it_plainly():

@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from capstone.course.evaluate import evaluate
+from capstone.course.evaluate import evaluate, held_out_images, query_captions
 from capstone.course.text import TextEmbedder
 from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
 from capstone.course.triples import epoch_triples, validation_triples
@@ -31,7 +31,7 @@ from capstone.further.cca import start_text_map
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
 from capstone.files import notice
-from capstone.pipeline.calibration import calibrate
+from capstone.pipeline.calibration import ImageWords, calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
 from capstone.ui.live import new_recorder
 
@@ -192,8 +192,12 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=captions,
                                               validation=validation))
         if history.kept:  # an unfitted model has nothing to calibrate
+            # the weak-match score: validation captions searched among every image, as search does
+            queries, owners = query_captions(dataset, held_out_images(dataset, 1000))
+            shows = ImageWords(dataset.captions, dataset.caption_image_ids, dataset.scenes)
             try:
-                model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
+                model.info["calibration"] = calibrate(model, dataset.features, dataset.image_ids,
+                                                      queries, owners, shows)
             except ValueError as error:  # e.g. a query of no known word: nothing marked weak
                 notice(f"the weak-match score was not calibrated: {error}")
         if out is not None and history.kept:
