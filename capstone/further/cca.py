@@ -33,7 +33,7 @@ REGULARIZATION = 1e-4  # added to each covariance's diagonal, relative to its me
 CHUNK = 2048  # images (and captions) at a time: bounds memory at COCO's size
 
 
-def fit_cca(features, rows, caption_embeddings, owners, *,
+def fit_cca(features, rows, caption_embeddings, owners, *, caption_rows=None,
             regularization: float = REGULARIZATION) -> dict:
     """CCA of images' features and their captions' ``se_text`` embeddings.
 
@@ -47,6 +47,9 @@ def fit_cca(features, rows, caption_embeddings, owners, *,
         ``se_text`` of these images' captions, one row per (image, caption) pair.
     owners : int array of shape (n_captions,)
         Each caption's image, as a position in ``rows``.
+    caption_rows : int array of shape (n_captions,), optional
+        When given, caption ``i`` is ``caption_embeddings[caption_rows[i]]`` (the rows of every
+        caption's embeddings are read in place, not copied).
 
     Returns
     -------
@@ -60,7 +63,9 @@ def fit_cca(features, rows, caption_embeddings, owners, *,
     counts = np.bincount(owners, minlength=len(rows)).astype(np.float64)
     caption_sums, cyy = np.zeros((len(rows), dim)), np.zeros((dim, dim))
     for start in range(0, len(owners), CHUNK):  # float64 a chunk at a time: no 130 MB copy
-        part = caption_embeddings[start:start + CHUNK].astype(np.float64)
+        chunk = (slice(start, start + CHUNK) if caption_rows is None
+                 else caption_rows[start:start + CHUNK])
+        part = caption_embeddings[chunk].astype(np.float64)
         np.add.at(caption_sums, owners[start:start + CHUNK], part)
         cyy += part.T @ part
     mean, std = feature_scaling(features, rows)
@@ -102,12 +107,16 @@ def cca_embedder(solution: dict) -> TwoTower:
     return TwoTower(Standardized(inner, solution["mean"], solution["std"]), solution["text_map"])
 
 
-def cca_map(dataset, text) -> TwoTower:
+def cca_map(dataset, text, caption_embeddings=None) -> TwoTower:
     """The CCA solution of ``dataset``'s training images and ``text`` (``se_text``) as an
-    embedder (the ``cca`` column of ``evaluate --compare``)."""
+    embedder (the ``cca`` column of ``evaluate --compare``); ``caption_embeddings``, ``text``'s
+    of every caption of ``dataset``, when the caller has them (none embedded again)."""
     image_ids = np.asarray(dataset.train_image_ids)
     mask = dataset.caption_mask(image_ids)
     owners = np.searchsorted(image_ids, dataset.caption_image_ids[mask])
+    if caption_embeddings is not None:
+        return cca_embedder(fit_cca(dataset.features, dataset.rows(image_ids), caption_embeddings,
+                                    owners, caption_rows=np.flatnonzero(mask)))
     captions = text.embed(dataset.captions_where(mask))  # float32, no str copies
     return cca_embedder(fit_cca(dataset.features, dataset.rows(image_ids), captions, owners))
 

@@ -41,9 +41,9 @@ def compare(dataset, model, *, n_images: int = 1000, seed: int = 0,
     (:mod:`capstone.further.cca`) and chance: ``{"trained": {...}, "untrained": {...}, "ridge":
     {...}, "cca": {...}, "chance": {...}}`` (no per-concept or per-query keys).
 
-    Every model shares ``model``'s ``se_text`` (:attr:`~capstone.data.model.SearchModel.plain_text`),
-    so its caption embeddings are made once (or given: ``caption_embeddings``, its rows of
-    ``dataset.captions``) and every model is scored on the same validation triples.
+    Every model shares ``model``'s ``se_text`` (``model.plain_text``), so its caption
+    embeddings are made once (or given: ``caption_embeddings``, its rows of ``dataset.captions``)
+    and every model is scored on the same validation triples.
     """
     plain = (model.plain_text.embed(dataset.captions) if caption_embeddings is None
              else caption_embeddings)
@@ -55,7 +55,7 @@ def compare(dataset, model, *, n_images: int = 1000, seed: int = 0,
         used, triples.caption_rows)) for kind, triples in validation.items()}
     captions = plain[used]
     models = {"trained": model, "untrained": untrained_like(model),
-              "ridge": ridge_like(model, dataset), "cca": cca_like(model, dataset)}
+              "ridge": ridge_like(model, dataset), "cca": cca_like(model, dataset, plain)}
     table = {}
     for name, each in models.items():
         mapped = getattr(each.image, "embed_text_rows", None)  # a text map: its captions
@@ -83,11 +83,13 @@ def ridge_like(model, dataset, *, alpha: float = ALPHA) -> SearchModel:
     return fit_ridge(dataset, model.plain_text, alpha=alpha, info=model.info)
 
 
-def cca_like(model, dataset) -> SearchModel:
-    """The CCA reference for a trained ``model``: its ``se_text`` (without any text map)."""
+def cca_like(model, dataset, caption_embeddings=None) -> SearchModel:
+    """The CCA reference for a trained ``model``: its ``se_text`` (without any text map), whose
+    embeddings of ``dataset.captions`` may be given."""
     info = {**model.info, "metrics": {}}
     info["settings"] = {**info.get("settings", {}), "reference": "cca"}
-    return SearchModel(cca_map(dataset, model.plain_text), model.plain_text, info)
+    return SearchModel(cca_map(dataset, model.plain_text, caption_embeddings), model.plain_text,
+                       info)
 
 
 # -- training variants -------------------------------------------------------------------------
