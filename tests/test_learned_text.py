@@ -75,12 +75,14 @@ def test_presets_course_and_class_keep_the_course_model():
 
 
 def test_cca_makes_the_two_sides_correlate_as_it_says():
-    solution = fit_cca(DATASET, TEXT)
     ids = DATASET.train_image_ids
     rows = np.flatnonzero(DATASET.caption_mask(ids))
+    captions = TEXT.embed([DATASET.captions[r] for r in rows])
+    owners = np.searchsorted(ids, DATASET.caption_image_ids[rows])
+    solution = fit_cca(DATASET.features, DATASET.rows(ids), captions, owners)
     x = (DATASET.features[DATASET.rows(DATASET.caption_image_ids[rows])] - solution["mean"])
     x = (x / solution["std"]) @ solution["image_weight"]
-    y = TEXT.embed([DATASET.captions[r] for r in rows]) @ solution["text_map"]
+    y = captions @ solution["text_map"]
     n_concepts = 5  # the strongest directions (the concepts span 13 - 2 of them)
     corr = solution["correlations"]
     assert np.all(np.diff(corr) <= 1e-6) and corr[0] <= 1 + 1e-6
