@@ -211,6 +211,7 @@ class Visitor:
         self.ws = self.text = self.results = self.message = None
         self.page_ready = None
         self.searches: list[float] = []
+        self.slowest: list[tuple] = []  # (seconds, query, which of this visitor's searches)
         self.inbox: asyncio.Queue = asyncio.Queue()
 
     async def arrive(self) -> None:
@@ -269,6 +270,7 @@ class Visitor:
         await self._wait(answered)
         seconds = time.monotonic() - started
         self.searches.append(seconds)
+        self.slowest.append((round(seconds, 3), query, len(self.searches)))
         return seconds
 
     async def leave(self) -> None:
@@ -361,6 +363,7 @@ async def run_class(server: Server, visitors: int, queries: int, gap: float, win
         "search_p50_s": round(percentile(search, 50), 3),
         "search_p95_s": round(percentile(search, 95), 3),
         "search_max_s": round(max(search), 3),
+        "search_slowest": sorted((s for v in group for s in v.slowest), reverse=True)[:5],
         "memory_pss_mb": memory["pss_mb"], "memory_rss_mb": memory["rss_mb"],
         "kernels": memory["kernels"],
         "one_more_status": full_status,

@@ -240,6 +240,8 @@ class SearchBox(widgets.VBox):
         super().__init__([controls, status, self.results])
         for widget in (self.query, self.slider, self.diverse):
             widget.observe(self._on_change, "value")
+        for tiles in self._tile_sets:  # made now: a search page's kernel makes them before the
+            tiles.extend(self._new_tile() for _ in range(self.slider.value))  # visitor comes
         self._show(self._next_request(), *self._fetch_query("", k))
 
     # -- what typing and clicking do, callable from Python -------------------------------------
