@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from test_train import small_sample  # noqa: F401 (a fixture)
 from test_triples import DATASET, TEXT
 
-from capstone.course.evaluate import attribute_precision, attribute_queries, held_out_images
+from capstone.course.evaluate import (attribute_precision, attribute_queries, held_out_images,
+                                      query_captions)
 from capstone.course.image import ImageEmbedder
 from capstone.course.text import se_text, unit_rows
 from capstone.course.train import Settings
@@ -16,7 +17,7 @@ from capstone.pipeline.training import train
 from capstone.data.model import SearchModel
 from capstone.further.cca import cca_map, fit_cca
 from capstone.further.textmap import MappedWordVectors, TwoTower
-from capstone.pipeline.calibration import calibrate, isotonic
+from capstone.pipeline.calibration import ImageWords, calibrate, isotonic, top_k
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +75,14 @@ def test_presets_course_and_class_keep_the_course_model():
 
 
 def test_cca_makes_the_two_sides_correlate_as_it_says():
-    solution = fit_cca(DATASET, TEXT)
     ids = DATASET.train_image_ids
     rows = np.flatnonzero(DATASET.caption_mask(ids))
+    captions = TEXT.embed([DATASET.captions[r] for r in rows])
+    owners = np.searchsorted(ids, DATASET.caption_image_ids[rows])
+    solution = fit_cca(DATASET.features, DATASET.rows(ids), captions, owners)
     x = (DATASET.features[DATASET.rows(DATASET.caption_image_ids[rows])] - solution["mean"])
     x = (x / solution["std"]) @ solution["image_weight"]
-    y = TEXT.embed([DATASET.captions[r] for r in rows]) @ solution["text_map"]
+    y = captions @ solution["text_map"]
     n_concepts = 5  # the strongest directions (the concepts span 13 - 2 of them)
     corr = solution["correlations"]
     assert np.all(np.diff(corr) <= 1e-6) and corr[0] <= 1 + 1e-6
@@ -175,8 +178,26 @@ def test_training_calibrates_a_weak_score_that_the_file_keeps(mapped, tmp_path):
     assert 0 <= calibration["share_weak"] < 1 and calibration["n_queries"] > 0
     loaded = SearchModel.load(mapped.save(tmp_path / "m.npz"), glove=TEXT.glove)
     assert loaded.info["calibration"] == calibration
-    again = calibrate(mapped, DATASET)
+    again = calibrate(mapped, DATASET.features, DATASET.image_ids,
+                      *query_captions(DATASET, held_out_images(DATASET, 1000)),
+                      ImageWords(DATASET.captions, DATASET.caption_image_ids, DATASET.scenes))
     assert again["weak_score"] == calibration["weak_score"]  # measured, and reproducible
+    assert calibration["images"] == DATASET.n_images  # every image, as search searches them
+
+
+def test_calibration_scores_the_images_a_chunk_at_a_time_as_one_search_would(mapped):
+    queries = mapped.embed_text(["a red boat", "a green tree on the grass", "night"])
+    scores = queries @ mapped.embed_images(DATASET.features).T
+    for chunk in (7, 64, len(DATASET.features)):
+        best, rows = top_k(mapped, queries, DATASET.features, 10, chunk)
+        np.testing.assert_array_equal(rows, np.argsort(-scores, axis=1, kind="stable")[:, :10])
+        np.testing.assert_allclose(best, np.take_along_axis(scores, rows, axis=1), rtol=1e-5)
+
+
+def test_without_scenes_an_image_shows_the_words_of_its_captions():
+    shows = ImageWords(["A red boat.", "two cats", "The boat, on water"], [5, 3, 5])
+    assert shows[5] == {"a", "red", "boat", "the", "on", "water"} and shows[3] == {"two", "cats"}
+    assert shows.used_words() == shows[5] | shows[3]
 
 
 def test_a_change_that_rules_out_the_text_map_drops_it_or_starts_it_plainly():

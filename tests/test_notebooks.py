@@ -153,22 +153,6 @@ def test_run_refuses_a_missing_notebook(tmp_path):
         run_notebook(tmp_path / "nope.ipynb", tmp_path / "out")
 
 
-@pytest.fixture(scope="module")
-def coco_format_folder(tmp_path_factory):
-    """A small COCO-format folder with no ``scene`` records, as the real captions file has none."""
-    import json
-
-    from capstone.sample import write_sample
-
-    folder = write_sample(tmp_path_factory.mktemp("coco") / "data", seed=3, n_images=400)
-    captions = folder / "captions_train2014.json"
-    coco = json.loads(captions.read_text(encoding="utf-8"))
-    for image in coco["images"]:
-        del image["scene"]
-    captions.write_text(json.dumps(coco), encoding="utf-8")
-    return folder
-
-
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_on_the_coco_dataset_path(name, coco_format_folder, tmp_path, monkeypatch):
     # the `coco` code path end to end: CAPSTONE_DATA_DIR, no scene records, a fresh cache

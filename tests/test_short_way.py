@@ -9,7 +9,6 @@ its two files). The path is the modules of those calls in order, repeats in a ro
 import os
 import sys
 
-import pytest
 
 from capstone.data.dataset import Dataset
 from capstone.pipeline.training import train
@@ -51,8 +50,6 @@ def dataset_path(run) -> list:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 open: the default's CCA start (further.cca) and its "
-                   "calibration (pipeline.calibration) take the whole dataset: 10 modules")
 def test_dataset_from_train_visits_at_most_8_modules_and_returns_at_most_5_times():
     path = dataset_path(lambda: train("sample", epochs=1, out=False, plot=False, progress=False))
     returns = [module for i, module in enumerate(path) if module in path[:i]]

@@ -118,6 +118,7 @@ def test_interrupt_returns_the_saved_best_model(tmp_path, capsys):
 
     model, history = train(DATASET, epochs=5, out=out, on_batch=interrupt_in_epoch_two, **FAST)
     assert history.interrupted and history.best_epoch == 1 and len(history.records) == 1
+    assert history.kept  # the best epoch so far, saved as it came
     assert model.checksum == SearchModel.load(out, glove=GLOVE).checksum
     assert model.checksum == snapshots["after epoch 1"]
     printed = capsys.readouterr().out
@@ -131,9 +132,18 @@ def test_best_model_is_saved_with_settings_and_metrics(tmp_path):
     assert saved.checksum == model.checksum
     assert saved.info["settings"] == {**dataclasses.asdict(PRESETS["course"]), "epochs": 2, "lr": 0.05,
                                       "n_candidates": 10, "preset": "course", "seed": 0}
-    assert saved.info["metrics"]["best_epoch"] == history.best_epoch >= 1
+    assert saved.info["metrics"]["best_epoch"] == history.best_epoch >= 1 and history.kept
     assert {"triple_accuracy", "recall@1", "median_rank"} <= set(saved.info["metrics"])
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_a_run_no_better_than_untrained_is_not_kept_nor_saved(tmp_path, capsys):
+    alike = dataclasses.replace(DATASET, features=np.ones_like(DATASET.features))
+    out = tmp_path / "model.npz"
+    model, history = train(alike, epochs=2, out=out, **FAST)
+    assert not history.kept and history.best_epoch == 0 and not history.interrupted
+    assert not out.exists() and "calibration" not in model.info
+    assert f"no epoch did better than the untrained model, so {out}" in capsys.readouterr().err
 
 
 def test_a_model_path_that_is_not_npz_is_refused_before_training(tmp_path):

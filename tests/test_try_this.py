@@ -24,7 +24,6 @@ Each entry runs on a copy of the notebook in a fresh kernel, on the sample datas
 code path where it says so); nothing is saved over the shared model (see notebook 4).
 """
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -104,20 +103,6 @@ def cases(key):
                 found.append(pytest.param(name, entry, dataset,
                                           id=f"{name[:2]}-{entry['item']}-{dataset}"))
     return found
-
-
-@pytest.fixture(scope="module")
-def coco_format_folder(tmp_path_factory):
-    """A small COCO-format folder without ``scene`` records, as in tests/test_notebooks.py."""
-    from capstone.sample import write_sample
-
-    folder = write_sample(tmp_path_factory.mktemp("coco") / "data", seed=3, n_images=400)
-    captions = folder / "captions_train2014.json"
-    coco = json.loads(captions.read_text(encoding="utf-8"))
-    for image in coco["images"]:
-        del image["scene"]
-    captions.write_text(json.dumps(coco), encoding="utf-8")
-    return folder
 
 
 @pytest.fixture(scope="session")

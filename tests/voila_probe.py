@@ -45,6 +45,7 @@ from tornado.websocket import websocket_connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_helpers import free_port  # noqa: E402
 
+from capstone.apps.loadtest import kernel_processes  # noqa: E402
 from capstone.apps.server import v1_framing_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,11 +102,7 @@ class VoilaServer:
 
     def kernels(self) -> list[psutil.Process]:
         """The server's kernel processes."""
-        try:
-            children = self.ps.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [p for p in children if "ipykernel_launcher" in " ".join(_cmdline(p))]
+        return kernel_processes(self.ps)
 
     def kill(self) -> None:
         """SIGKILL the server's process group now (what the watchdog does)."""
@@ -132,13 +129,6 @@ class VoilaServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def _cmdline(process) -> list[str]:
-    try:
-        return process.cmdline()
-    except psutil.Error:
-        return []
 
 
 class Watchdog(threading.Thread):

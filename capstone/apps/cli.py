@@ -348,14 +348,13 @@ def train_command(args) -> int:
         model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
                                progress=progress, **changes,
                                on_epoch=None if progress else epoch_printer(settings.epochs))
-    if history.best_epoch == 0 and not history.interrupted and "calibration" not in model.info:
+    if not history.kept and not history.interrupted:
         accuracy = model.info.get("metrics", {}).get("triple_accuracy")
         raise DataError(f"no epoch did better than the untrained model (validation accuracy "
                         f"{accuracy if accuracy is None else round(accuracy, 3)}), so {out} was "
                         "left as it was; try other settings (another --preset, --loss or "
                         "--temperature) or check the features")
-    saved = not history.interrupted or history.best_epoch > 0
-    summary = {"dataset": model.info["dataset"], "model": str(out) if saved else None,
+    summary = {"dataset": model.info["dataset"], "model": str(out) if history.kept else None,
                "checksum": model.checksum, "interrupted": history.interrupted,
                "best_epoch": history.best_epoch, **model.info.get("metrics", {})}
     print(json_text(summary))

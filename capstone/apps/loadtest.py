@@ -114,13 +114,7 @@ class Server:
 
     def kernels(self) -> list:
         """The server's kernel processes."""
-        import psutil
-
-        try:
-            children = self.ps.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [p for p in children if "ipykernel_launcher" in " ".join(_cmdline(p))]
+        return kernel_processes(self.ps)
 
     def memory_mb(self) -> dict:
         """PSS and RSS of the server and its kernels, in MB (PSS counts shared pages once)."""
@@ -153,6 +147,17 @@ class Server:
         _, alive = psutil.wait_procs(processes, timeout=timeout)
         for process in alive:
             process.kill()
+
+
+def kernel_processes(process) -> list:
+    """The Jupyter kernels started below ``process`` (a ``psutil.Process``): a server's."""
+    import psutil
+
+    try:
+        children = process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in children if "ipykernel_launcher" in " ".join(_cmdline(p))]
 
 
 def _cmdline(process) -> list:

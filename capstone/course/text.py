@@ -71,6 +71,23 @@ def se_text(text: str, glove, idf: dict[str, float], n_captions: int) -> np.ndar
     return (total / norm if norm > 0 else total).astype(np.float32)
 
 
+class WordLookup:
+    """What ``se_text`` reads of word vectors: ``glove[word]``, ``word in glove``, ``len(glove)``.
+
+    A subclass sets ``index_to_key`` (the words), ``key_to_index`` (word -> row), ``vectors``
+    (one row a word) and ``vector_size``: the part of gensim's ``KeyedVectors`` used here.
+    """
+
+    def __getitem__(self, word):
+        return self.vectors[self.key_to_index[word]]
+
+    def __contains__(self, word) -> bool:
+        return word in self.key_to_index
+
+    def __len__(self) -> int:
+        return len(self.index_to_key)
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as float32; zero rows and rows with a NaN or inf become zero."""
     x = np.asarray(x, dtype=np.float32)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from capstone.course.text import WordLookup
 from capstone.errors import DataError, MissingFileError
 from capstone.data.paths import (
     DOWNLOAD_COMMAND,
@@ -323,7 +324,7 @@ def common_words(name: str, n: int) -> frozenset:
 
 
 # -- without gensim ------------------------------------------------------------------------------
-class WordVectors:
+class WordVectors(WordLookup):
     """Words and their vectors, with the part of gensim's ``KeyedVectors`` interface used here.
 
     What training and search need (``vectors``, ``index_to_key``, ``key_to_index``,
@@ -337,15 +338,6 @@ class WordVectors:
         self.vector_size = self.vectors.shape[1]
         if len(self.index_to_key) != len(self.vectors):
             raise ValueError(f"{len(self.index_to_key)} words but {len(self.vectors)} vectors")
-
-    def __getitem__(self, word):
-        return self.vectors[self.key_to_index[word]]
-
-    def __contains__(self, word) -> bool:
-        return word in self.key_to_index
-
-    def __len__(self) -> int:
-        return len(self.index_to_key)
 
     def __repr__(self) -> str:
         return f"WordVectors(words={len(self)}, dim={self.vector_size})"

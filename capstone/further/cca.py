@@ -15,9 +15,10 @@ sample among 0, 1/2, 1, 2 and 4). ``Y`` is not centred (second moments): the tex
 linear, without an offset, so that a query is still a weighted sum of its words' vectors
 (:mod:`capstone.further.textmap`); on the sample, centring with an offset did no better.
 
-:func:`fit_cca` solves it and :func:`cca_map` makes it an embedder (the ``cca`` column of
-``evaluate --compare``); :func:`start_text_map` starts a learned text map (``text_map="linear"``) from the identity or
-from this solution (``text_map_init="cca"``).
+:func:`fit_cca` solves it from arrays, :func:`cca_embedder` makes a solution an embedder and
+:func:`cca_map` does both for a dataset (the ``cca`` column of ``evaluate --compare``);
+:func:`start_text_map` starts a learned text map (``text_map="linear"``) from the identity or
+from this solution (``text_map_init="cca"``), given the arrays training already has.
 """
 
 from __future__ import annotations
@@ -32,8 +33,20 @@ REGULARIZATION = 1e-4  # added to each covariance's diagonal, relative to its me
 CHUNK = 8192  # images standardised at a time: bounds memory at COCO's size
 
 
-def fit_cca(dataset, text, *, regularization: float = REGULARIZATION) -> dict:
-    """CCA of ``dataset``'s training images and their captions' ``text`` embeddings.
+def fit_cca(features, rows, caption_embeddings, owners, *,
+            regularization: float = REGULARIZATION) -> dict:
+    """CCA of images' features and their captions' ``se_text`` embeddings.
+
+    Parameters
+    ----------
+    features : array of shape (n, d_features)
+        Image features, read ``rows`` a chunk at a time (never copied whole).
+    rows : int array of shape (n_images,)
+        The rows of ``features`` to fit on (the training images).
+    caption_embeddings : array of shape (n_captions, D)
+        ``se_text`` of these images' captions, one row per (image, caption) pair.
+    owners : int array of shape (n_captions,)
+        Each caption's image, as a position in ``rows``.
 
     Returns
     -------
@@ -41,19 +54,17 @@ def fit_cca(dataset, text, *, regularization: float = REGULARIZATION) -> dict:
         ``image_weight`` (d_features, D) on standardised features, ``text_map`` (D, D),
         ``mean`` and ``std`` of the features, ``correlations`` (D,).
     """
-    image_ids = np.asarray(dataset.train_image_ids)
-    rows = np.flatnonzero(dataset.caption_mask(image_ids))
-    owners = np.searchsorted(image_ids, dataset.caption_image_ids[rows])
-    captions = text.embed([dataset.captions[row] for row in rows]).astype(np.float64)
-    counts = np.bincount(owners, minlength=len(image_ids)).astype(np.float64)
-    caption_sums = np.zeros((len(image_ids), captions.shape[1]))
+    rows = np.asarray(rows)
+    captions = np.asarray(caption_embeddings, dtype=np.float64)
+    counts = np.bincount(owners, minlength=len(rows)).astype(np.float64)
+    caption_sums = np.zeros((len(rows), captions.shape[1]))
     np.add.at(caption_sums, owners, captions)
-    mean, std = feature_scaling(dataset.features_of(image_ids))
+    mean, std = feature_scaling(features, rows)
     d_in = len(mean)
     cxx, cxy = np.zeros((d_in, d_in)), np.zeros((d_in, captions.shape[1]))
-    for start in range(0, len(image_ids), CHUNK):
+    for start in range(0, len(rows), CHUNK):
         part = slice(start, start + CHUNK)
-        x = (dataset.features_of(image_ids[part]).astype(np.float64) - mean) / std
+        x = (np.asarray(features[rows[part]], dtype=np.float64) - mean) / std
         cxx += (x * counts[part, None]).T @ x
         cxy += x.T @ caption_sums[part]
     n = len(captions)
@@ -78,20 +89,30 @@ def inverse_sqrt(matrix) -> np.ndarray:
     return (vectors / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T
 
 
-def cca_map(dataset, text) -> TwoTower:
-    """The CCA solution of ``dataset``'s training images and ``text`` (``se_text``) as an
-    embedder: a linear map of standardised features, and the text map ``T``."""
-    solution = fit_cca(dataset, text)
+def cca_embedder(solution: dict) -> TwoTower:
+    """A :func:`fit_cca` solution as an embedder: a linear map of standardised features, and
+    the text map ``T``."""
     weight = solution["image_weight"]
     inner = ImageEmbedder(*weight.shape)
     inner.set_arrays({"weight": weight, "bias": np.zeros(weight.shape[1], np.float32)})
     return TwoTower(Standardized(inner, solution["mean"], solution["std"]), solution["text_map"])
 
 
-def start_text_map(image, settings, dataset, text):
+def cca_map(dataset, text) -> TwoTower:
+    """The CCA solution of ``dataset``'s training images and ``text`` (``se_text``) as an
+    embedder (the ``cca`` column of ``evaluate --compare``)."""
+    image_ids = np.asarray(dataset.train_image_ids)
+    caption_rows = np.flatnonzero(dataset.caption_mask(image_ids))
+    owners = np.searchsorted(image_ids, dataset.caption_image_ids[caption_rows])
+    captions = text.embed([dataset.captions[row] for row in caption_rows])
+    return cca_embedder(fit_cca(dataset.features, dataset.rows(image_ids), captions, owners))
+
+
+def start_text_map(image, settings, text, features, rows, caption_embeddings, owners):
     """``image`` as ``settings.text_map`` asks: itself (``"none"``), or a :class:`TwoTower`
-    whose text map starts at the identity or (``text_map_init="cca"``) at the CCA solution,
-    which then also sets the image map (a linear one on standardised features)."""
+    whose text map starts at the identity or (``text_map_init="cca"``) at the CCA solution of
+    ``features[rows]`` and their captions' ``text`` embeddings (see :func:`fit_cca`), which then
+    also sets the image map (a linear one on standardised features)."""
     if settings.text_map == "none":
         return image
     if getattr(text, "component", None) is not None:
@@ -102,4 +123,4 @@ def start_text_map(image, settings, dataset, text):
     if not (isinstance(image, Standardized) and isinstance(image.inner, ImageEmbedder)):
         raise ValueError("a text map starts from CCA only with a linear map of standardised "
                          "features: use --embedder linear --standardize")
-    return cca_map(dataset, text)
+    return cca_embedder(fit_cca(features, rows, caption_embeddings, owners))

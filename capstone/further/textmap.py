@@ -25,7 +25,7 @@ import copy
 import mygrad as mg
 import numpy as np
 
-from capstone.course.text import unit_rows
+from capstone.course.text import WordLookup, unit_rows
 from capstone.errors import DataError
 from capstone.further.embedders import embedder_from_arrays as image_embedder_from_arrays
 
@@ -55,7 +55,7 @@ class MappedRows:
         return np.asarray(self[:], dtype=dtype)
 
 
-class MappedWordVectors:
+class MappedWordVectors(WordLookup):
     """Word vectors seen through a linear map: ``mapped[word] = words[word] @ weight``.
 
     Has :class:`capstone.data.glove.WordVectors`' interface; rows are mapped when read, so the
@@ -68,15 +68,6 @@ class MappedWordVectors:
         self.index_to_key, self.key_to_index = words.index_to_key, words.key_to_index
         self.vectors = MappedRows(words.vectors, self.weight)
         self.vector_size = self.weight.shape[1]
-
-    def __getitem__(self, word):
-        return self.vectors[self.key_to_index[word]]
-
-    def __contains__(self, word) -> bool:
-        return word in self.key_to_index
-
-    def __len__(self) -> int:
-        return len(self.index_to_key)
 
     def __repr__(self) -> str:
         return f"MappedWordVectors({self.words!r}, map {self.weight.shape})"

@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from capstone.course.evaluate import evaluate
+from capstone.course.evaluate import evaluate, held_out_images, query_captions
 from capstone.course.text import TextEmbedder
 from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
 from capstone.course.triples import epoch_triples, validation_triples
@@ -31,7 +31,7 @@ from capstone.further.cca import start_text_map
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
 from capstone.files import notice
-from capstone.pipeline.calibration import calibrate
+from capstone.pipeline.calibration import ImageWords, calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
 from capstone.ui.live import new_recorder
 
@@ -42,13 +42,16 @@ class History:
 
     ``records`` has one dict per epoch (``epoch``, ``train_loss``, ``train_accuracy``,
     ``val_loss``, ``val_accuracy``, ``val_accuracy_random``, ``seconds``); ``best_epoch`` is the
-    returned model's (0: untrained); ``recorder`` is noggin's record of every batch and epoch and
-    ``figure`` its curves (``None`` with ``plot=False``).
+    returned model's (0: untrained); ``kept`` says whether it is kept as trained (and saved at
+    ``out``): it did better than the untrained model (an epoch improved on it, or a CCA start beat
+    chance clearly), else the file at ``out`` was left as it was; ``recorder`` is noggin's record
+    of every batch and epoch and ``figure`` its curves (``None`` with ``plot=False``).
     """
 
     records: list = field(default_factory=list)
     best_epoch: int = 0
     interrupted: bool = False
+    kept: bool = False
     recorder: object = None
     figure: object = None
 
@@ -120,10 +123,13 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     caption_embeddings = text.embed(dataset.captions)
     validation = validation_triples(dataset, caption_embeddings)
     rng = np.random.default_rng(settings.seed)
-    image = start_text_map(
-        new_image_embedder(settings, dataset.features, text.dim,  # the training rows only
-                           rows=dataset.rows(dataset.train_image_ids)),
-        settings, dataset, text)
+    train_rows = dataset.rows(dataset.train_image_ids)
+    image = new_image_embedder(settings, dataset.features, text.dim, rows=train_rows)
+    if settings.text_map != "none":  # CCA's pairs: the training captions and their images
+        captioned = dataset.train_captions_mask
+        owners = np.searchsorted(dataset.train_image_ids, dataset.caption_image_ids[captioned])
+        image = start_text_map(image, settings, text, dataset.features, train_rows,
+                               caption_embeddings[captioned], owners)
     optim = make_optimizer(settings, image.parameters)
     text_side = getattr(image, "map_text", None)  # a learned text map (capstone.further.textmap)
     loss_of = loss_for(settings, text_side)
@@ -175,20 +181,26 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     model = checkpoint.best_model()
     model.info["metrics"].update(epochs_run=len(history.records),
                                  seconds=round(time.perf_counter() - started, 2))
+    # Kept (calibrated, saved): an epoch did better than the untrained model (saved as it came)
+    # or, run to the end, a CCA start, already a fitted model, beats chance (0.5) clearly.
+    history.kept = checkpoint.epoch > 0 or (
+        not history.interrupted and settings.text_map != "none"
+        and settings.text_map_init == "cca" and untrained["accuracy"] > FITTED_ACCURACY)
     if not history.interrupted:
         captions = (caption_embeddings if text_side is None  # the model's, not made twice
                     else model.image.embed_text_rows(caption_embeddings))
         model.info["metrics"].update(evaluate(model, dataset, caption_embeddings=captions,
                                               validation=validation))
-        # A CCA start is already a fitted model: it counts when it beats chance (0.5) clearly.
-        fitted = checkpoint.epoch > 0 or (settings.text_map != "none" and settings.text_map_init
-                                          == "cca" and untrained["accuracy"] > FITTED_ACCURACY)
-        if fitted:  # an unfitted model has nothing to calibrate
+        if history.kept:  # an unfitted model has nothing to calibrate
+            # the weak-match score: validation captions searched among every image, as search does
+            queries, owners = query_captions(dataset, held_out_images(dataset, 1000))
+            shows = ImageWords(dataset.captions, dataset.caption_image_ids, dataset.scenes)
             try:
-                model.info["calibration"] = calibrate(model, dataset)  # the weak-match score
+                model.info["calibration"] = calibrate(model, dataset.features, dataset.image_ids,
+                                                      queries, owners, shows)
             except ValueError as error:  # e.g. a query of no known word: nothing marked weak
                 notice(f"the weak-match score was not calibrated: {error}")
-        if out is not None and fitted:
+        if out is not None and history.kept:
             model.save(out)
         elif out is not None:  # no better than untrained: the saved model stays
             notice(f"no epoch did better than the untrained model, so {out} was left as it was")
