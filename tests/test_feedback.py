@@ -212,18 +212,18 @@ def test_cli_like_and_unlike(weak_cli, weak_db, capsys):
 def test_thumbs_in_the_box_re_rank_and_show_the_update(sample_db):
     box = search_box(sample_db, k=10, debounce=0)
     box.query.value = "house"
-    tiles = box.results.children
-    like, unlike = tiles[3], tiles[0]
-    like.children[3].children[0].click()  # 👍
-    assert box.like == [like.image_id] and box.forget.layout.display is None
-    box.results.children[[t.image_id for t in box.results.children].index(unlike.image_id)] \
+    tiles = box.results.children  # tiles are reused by later searches: keep their images' ids
+    like, unlike = tiles[3].image_id, tiles[0].image_id
+    tiles[3].children[3].children[0].click()  # 👍
+    assert box.like == [like] and box.forget.layout.display is None
+    box.results.children[[t.image_id for t in box.results.children].index(unlike)] \
         .children[3].children[1].click()  # 👎
-    expected = sample_db.search("house", 10, like=[like.image_id], unlike=[unlike.image_id])
+    expected = sample_db.search("house", 10, like=[like], unlike=[unlike])
     assert [tile.image_id for tile in box.results.children] == ids(expected.results)
     assert expected.update in box.message.value.replace("&amp;", "&")
     shown = [tile.image_id for tile in box.results.children]
-    assert shown.index(like.image_id) < 3  # the liked house rises
-    liked_tile = box.results.children[shown.index(like.image_id)]
+    assert shown.index(like) < 3  # the liked house rises
+    liked_tile = box.results.children[shown.index(like)]
     assert liked_tile.children[3].children[0].button_style == "success"
     box.forget.click()
     assert box.like == box.unlike == [] and box.forget.layout.display == "none"
@@ -274,6 +274,42 @@ def test_a_raw_cosine_separates_absent_things_poorly_on_the_sample(sample_db):
           f"{min(concepts):.2f}-{max(concepts):.2f}, colour + kind + place "
           f"{min(scenes):.2f}-{max(scenes):.2f}")
     assert min(concepts + scenes) < max(absent) and min(absent) < max(concepts + scenes)
+
+
+def test_calibrated_on_the_whole_database_more_unmatched_queries_are_no_match(sample_db):
+    """The figures of README "The weak-match score": the share of queries called "no match"
+    (their best score below the weak-match score) among queries of common words no caption uses,
+    real queries (the first three content words of each validation image's first caption) and
+    colour + kind queries, with the default model's score calibrated on the whole database (as
+    training does now) and on the validation images only (as it did before)."""
+    from capstone.course.evaluate import held_out_images, query_captions
+    from capstone.pipeline.calibration import ImageWords, calibrate, unmatched_queries
+    from capstone.search.rewrites import rewrite
+
+    dataset, model = sample_db.dataset, sample_db.model
+    shows = ImageWords(dataset.captions, dataset.caption_image_ids, dataset.scenes)
+    val_ids = held_out_images(dataset, 1000)
+    captions, owners = query_captions(dataset, val_ids)
+    weak = {"validation images": calibrate(model, dataset.features_of(val_ids), val_ids, captions,
+                                           owners, shows)["weak_score"],
+            "whole database": weak_score_of(model)}
+    queries = {"unmatched": unmatched_queries(model, shows.used_words(), 200,
+                                              np.random.default_rng(5)),
+               "real": [q for q in (rewrite(c, "truncated") for c in captions[::5]) if q],
+               "colour + kind": [f"a {color} {kind}" for color, kind in
+                                 itertools.product(COLORS, KINDS)]}
+    best = {name: np.array([sample_db.search(query, 1, min_score=-1).best_score
+                            for query in texts]) for name, texts in queries.items()}
+    share = {(where, name): float(np.mean(best[name] < score))
+             for where, score in weak.items() for name in queries}
+    for where, score in weak.items():
+        print(f"calibrated on the {where} ({score:.3f}): no match for "
+              + ", ".join(f"{share[where, name]:.1%} of {len(queries[name])} {name}"
+                          for name in queries))
+    assert weak["whole database"] > weak["validation images"]  # top scores grow with the images
+    assert share["whole database", "unmatched"] > share["validation images", "unmatched"] + 0.05
+    assert share["whole database", "unmatched"] > 2 * share["whole database", "real"]
+    assert share["whole database", "colour + kind"] <= 0.05
 
 
 @pytest.mark.parametrize("kind", ["exact", "hnsw"])
