@@ -371,3 +371,21 @@ def test_the_tradeoff_measures_a_built_index_again_visiting_less():
     assert rows[1]["recall"] < rows[0]["recall"] and rows[1]["build_s"] == rows[0]["build_s"]
     legend = plot_tradeoff(rows).axes[0].get_legend()
     assert [text.get_text().split(":")[0] for text in legend.get_texts()] == ["half", "half, keep=0.1"]
+
+
+# -- what the notebooks pass in to stay within a student's memory (issue 19) -----------------------
+def test_given_caption_embeddings_and_no_calibration_train_and_compare_alike():
+    from capstone.further.cca import cca_map
+
+    embeddings = TEXT.embed(DATASET.captions)
+    given, _ = train(DATASET, "margin", epochs=1, caption_embeddings=embeddings,
+                     calibration=False, **FAST)
+    made, _ = train(DATASET, "margin", epochs=1, **FAST)
+    timed = {"seconds"}  # everything but the time taken is the same
+    assert given.checksum == made.checksum
+    assert ({k: v for k, v in given.info["metrics"].items() if k not in timed}
+            == {k: v for k, v in made.info["metrics"].items() if k not in timed})
+    assert "calibration" not in given.info and "calibration" in made.info
+    np.testing.assert_array_equal(cca_map(DATASET, TEXT).text_map.data,
+                                  cca_map(DATASET, TEXT, embeddings).text_map.data)
+    assert compare(DATASET, given, caption_embeddings=embeddings) == compare(DATASET, given)
