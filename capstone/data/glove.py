@@ -388,7 +388,7 @@ class SharedWordIndex(Mapping):
 
 
 class SharedWordList(Sequence):
-    """GloVe's words in row order, read from a memory-mapped array (see :class:`SharedWordIndex`)."""
+    """GloVe's words in row order, from a memory-mapped array (see :class:`SharedWordIndex`)."""
 
     def __init__(self, words: np.ndarray):
         self.words = words
@@ -431,7 +431,7 @@ class SharedRowLookup(RowLookup):
 
 
 class SharedWordVectors(WordLookup):
-    """GloVe as :class:`WordVectors`, its words memory-mapped read-only (:func:`shared_word_vectors`)."""
+    """GloVe as :class:`WordVectors`, its words memory-mapped (:func:`shared_word_vectors`)."""
 
     def __init__(self, words: np.ndarray, sorted_words: np.ndarray, sorted_rows: np.ndarray,
                  vectors: np.ndarray):

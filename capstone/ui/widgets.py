@@ -201,7 +201,8 @@ class SearchBox(widgets.VBox):
         # one layout and style model for all tiles' boxes, buttons and labels: a new tile opens
         # 7 widgets on the page, not 16
         self._box_layout = widgets.Layout()
-        self._button_style, self._label_style = widgets.ButtonStyle(), widgets.widget_string.HTMLStyle()
+        self._button_style = widgets.ButtonStyle()
+        self._label_style = widgets.widget_string.HTMLStyle()
         self._pending = self._task = None
         self.anchor = None
         self.like, self.unlike, self._weak_wanted = [], [], False
