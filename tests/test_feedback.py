@@ -276,6 +276,42 @@ def test_a_raw_cosine_separates_absent_things_poorly_on_the_sample(sample_db):
     assert min(concepts + scenes) < max(absent) and min(absent) < max(concepts + scenes)
 
 
+def test_calibrated_on_the_whole_database_more_unmatched_queries_are_no_match(sample_db):
+    """The figures of README "The weak-match score": the share of queries called "no match"
+    (their best score below the weak-match score) among queries of common words no caption uses,
+    real queries (the first three content words of each validation image's first caption) and
+    colour + kind queries, with the default model's score calibrated on the whole database (as
+    training does now) and on the validation images only (as it did before)."""
+    from capstone.course.evaluate import held_out_images, query_captions
+    from capstone.pipeline.calibration import ImageWords, calibrate, unmatched_queries
+    from capstone.search.rewrites import rewrite
+
+    dataset, model = sample_db.dataset, sample_db.model
+    shows = ImageWords(dataset.captions, dataset.caption_image_ids, dataset.scenes)
+    val_ids = held_out_images(dataset, 1000)
+    captions, owners = query_captions(dataset, val_ids)
+    weak = {"validation images": calibrate(model, dataset.features_of(val_ids), val_ids, captions,
+                                           owners, shows)["weak_score"],
+            "whole database": weak_score_of(model)}
+    queries = {"unmatched": unmatched_queries(model, shows.used_words(), 200,
+                                              np.random.default_rng(5)),
+               "real": [q for q in (rewrite(c, "truncated") for c in captions[::5]) if q],
+               "colour + kind": [f"a {color} {kind}" for color, kind in
+                                 itertools.product(COLORS, KINDS)]}
+    best = {name: np.array([sample_db.search(query, 1, min_score=-1).best_score
+                            for query in texts]) for name, texts in queries.items()}
+    share = {(where, name): float(np.mean(best[name] < score))
+             for where, score in weak.items() for name in queries}
+    for where, score in weak.items():
+        print(f"calibrated on the {where} ({score:.3f}): no match for "
+              + ", ".join(f"{share[where, name]:.1%} of {len(queries[name])} {name}"
+                          for name in queries))
+    assert weak["whole database"] > weak["validation images"]  # top scores grow with the images
+    assert share["whole database", "unmatched"] > share["validation images", "unmatched"] + 0.05
+    assert share["whole database", "unmatched"] > 2 * share["whole database", "real"]
+    assert share["whole database", "colour + kind"] <= 0.05
+
+
 @pytest.mark.parametrize("kind", ["exact", "hnsw"])
 def test_feedback_works_on_an_index(sample_db, kind):
     """An index answers the updated query vector as it answers any other (capstone.search.ann)."""

@@ -34,7 +34,7 @@ N_QUERIES = 1000  # validation captions searched (a sample of them when there ar
 K = 10  # results per search
 COMMON_WORDS = 5000  # unmatched queries take their words from GloVe's this many first
 RIGHT_SHARE = 0.5  # below weak_score, fewer than this share of results are right
-CHUNK = 4096  # images embedded and scored at a time (2,000 queries: 33 MB of scores)
+CHUNK = 2048  # images embedded and scored at a time (2,000 queries: 16 MB of scores)
 
 
 class ImageWords:
@@ -141,18 +141,19 @@ def calibrate(model, features, image_ids, queries, query_owners, shows: ImageWor
 
 
 def top_k(model, query_embeddings, features, k: int, chunk: int = CHUNK):
-    """Each query's ``k`` best scores (best first) and their rows of ``features``, embedding and
-    scoring ``chunk`` images at a time (memory: queries x ``chunk`` scores)."""
+    """Each query's ``k`` best scores (best first; on a tie the lower row first, as one sort of
+    every image gives) and their rows of ``features``, embedding and scoring ``chunk`` images at
+    a time (memory: queries x ``chunk`` scores and their indices)."""
     n = len(query_embeddings)
     best_scores = np.full((n, 0), -np.inf, np.float32)
     best_rows = np.zeros((n, 0), np.int64)
     for start in range(0, len(features), chunk):
         part = query_embeddings @ model.embed_images(features[start : start + chunk]).T
+        columns = np.argsort(-part, axis=1, kind="stable")[:, :k]  # the chunk's own top k
+        part = np.take_along_axis(part, columns, axis=1)
         scores = np.concatenate([best_scores, part], axis=1)
-        rows = np.concatenate([best_rows, np.broadcast_to(
-            np.arange(start, start + part.shape[1]), part.shape)], axis=1)
-        # stable: on a tie the lower row first, as one sort of every image would give
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rows = np.concatenate([best_rows, start + columns], axis=1)
+        top = np.lexsort((rows, -scores), axis=1)[:, :k]  # by score, then by row
         best_scores = np.take_along_axis(scores, top, axis=1)
         best_rows = np.take_along_axis(rows, top, axis=1)
     return best_scores, best_rows
