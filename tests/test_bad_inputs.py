@@ -242,7 +242,8 @@ def corpus(case_dir: Path, base: dict) -> list:
         np.savez(made.folder / "model.npz", **arrays)
         made.file = made.folder / "model.npz"
     # 11: captions with a lone surrogate print in plain text
-    for command in (["search", "--k", "3", "boat"], ["similar", "--k", "3", str(base["image_id"])]):
+    for command in (["search", "--k", "3", "--min-score", "-1", "boat"],  # every result: printed
+                    ["similar", "--k", "3", str(base["image_id"])]):
         made = case("11", f"surrogate-{command[0]}", command, status=0)
         text = (made.data / CAPTIONS).read_text()
         (made.data / CAPTIONS).write_text(text.replace('"caption": "', '"caption": "\\ud800'))
@@ -324,8 +325,8 @@ def build_base(folder: Path, pythonpath: str) -> dict:
                               "--out", str(model)], env=env, capture_output=True, text=True)
     assert trained.returncode == 0, trained.stderr
     found = subprocess.run([sys.executable, "-m", "capstone", "search", "--json", "--model",
-                            str(model), "--k", "1", "boat"], env=env, capture_output=True,
-                           text=True)
+                            str(model), "--k", "1", "--min-score", "-1", "boat"], env=env,
+                           capture_output=True, text=True)  # any image: its id, for `similar`
     assert found.returncode == 0, found.stderr
     return {"data": data, "model": model, "image_id": json.loads(found.stdout)[0]["image_id"],
             "database": folder / "cache" / "databases" / "coco-all.npz"}

@@ -310,9 +310,17 @@ def test_a_closed_search_page_frees_its_kernel(database, browser, how):
     app = VoilaServer(extra_args=KERNEL_FREEING[how])  # python -m capstone.app, as `make app`
     try:
         page = browser.new_page()
+        console, requests = [], []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        page.on("request", lambda request: requests.append(request.url))
         page.goto(app.base_url + "/", timeout=PAGE_TIMEOUT_MS)
         page.wait_for_selector(".capstone-query input", timeout=PAGE_TIMEOUT_MS)
         search(page, database, "a red boat on the water")  # through the websocket guard
+        # the page's front ends fit each other (no "Unsatisfied version" of a shared module),
+        # nothing warns or fails, and every asset comes from this server
+        assert not [line for line in console if not line.startswith(("debug:", "log:", "info:"))
+                    or "version" in line or "trust" in line], console
+        assert all(url.startswith((app.base_url, "data:", "blob:")) for url in requests), requests
         kernel_id = re.search(r'kernelId": "([0-9a-f-]+)"', page.content()).group(1)
         # the page's kernel, among those the server keeps ready for the next visitors
         (kernel,) = [k for k in app.kernels() if kernel_id in " ".join(k.cmdline())]

@@ -1,5 +1,7 @@
 """The image database: exact top-k, similar images, tags, saving and stale-database detection."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -164,6 +166,39 @@ def test_load_or_build_builds_when_missing_or_damaged(tmp_path, model, dataset):
                                       dataset.image_ids)
     with pytest.raises(FileNotFoundError, match="load_or_build"):
         SearchDatabase.load(tmp_path / "none.npz", model, dataset)
+
+
+def test_a_loaded_database_shares_its_rows_read_only_from_one_file(tmp_path, db, model, dataset):
+    path = db.save(tmp_path / "db.npz")
+    first = SearchDatabase.load(path, model, dataset)
+    (rows,) = tmp_path.glob("db.rows-*.npy")  # written by the first load, beside the database
+    second = SearchDatabase.load(path, model, dataset)
+    for loaded in (first, second):  # every process maps the same file: one copy in memory
+        assert isinstance(loaded.embeddings, np.memmap) and Path(loaded.embeddings.filename) == rows
+        assert not loaded.embeddings.flags.writeable
+        np.testing.assert_array_equal(loaded.embeddings, db.embeddings)
+        assert loaded.query("red boat", 5) == db.query("red boat", 5)
+    rows.write_bytes(rows.read_bytes()[:100])  # cut short: written again from the database
+    np.testing.assert_array_equal(SearchDatabase.load(path, model, dataset).embeddings,
+                                  db.embeddings)
+    db.save(path)  # written again: new rows, the old file removed
+    SearchDatabase.load(path, model, dataset)
+    (new_rows,) = tmp_path.glob("db.rows-*.npy")
+    assert new_rows != rows
+    first.add([10**9], dataset.features[:1])  # adding images copies the rows, the file stays
+    assert first.embeddings.flags.writeable and len(first) == len(db) + 1
+
+
+def test_a_read_only_cache_still_loads_the_database(tmp_path, db, model, dataset, monkeypatch):
+    path = db.save(tmp_path / "db.npz")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(np, "save", refuse)
+    loaded = SearchDatabase.load(path, model, dataset)
+    assert not list(tmp_path.glob("*.npy")) and loaded.embeddings.flags.writeable
+    np.testing.assert_array_equal(loaded.embeddings, db.embeddings)
 
 
 # -- the real pieces: a sample dataset and a model trained on it -------------------------------

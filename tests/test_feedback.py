@@ -212,18 +212,18 @@ def test_cli_like_and_unlike(weak_cli, weak_db, capsys):
 def test_thumbs_in_the_box_re_rank_and_show_the_update(sample_db):
     box = search_box(sample_db, k=10, debounce=0)
     box.query.value = "house"
-    tiles = box.results.children
-    like, unlike = tiles[3], tiles[0]
-    like.children[3].children[0].click()  # 👍
-    assert box.like == [like.image_id] and box.forget.layout.display is None
-    box.results.children[[t.image_id for t in box.results.children].index(unlike.image_id)] \
+    tiles = box.results.children  # tiles are reused by later searches: keep their images' ids
+    like, unlike = tiles[3].image_id, tiles[0].image_id
+    tiles[3].children[3].children[0].click()  # 👍
+    assert box.like == [like] and box.forget.layout.display is None
+    box.results.children[[t.image_id for t in box.results.children].index(unlike)] \
         .children[3].children[1].click()  # 👎
-    expected = sample_db.search("house", 10, like=[like.image_id], unlike=[unlike.image_id])
+    expected = sample_db.search("house", 10, like=[like], unlike=[unlike])
     assert [tile.image_id for tile in box.results.children] == ids(expected.results)
     assert expected.update in box.message.value.replace("&amp;", "&")
     shown = [tile.image_id for tile in box.results.children]
-    assert shown.index(like.image_id) < 3  # the liked house rises
-    liked_tile = box.results.children[shown.index(like.image_id)]
+    assert shown.index(like) < 3  # the liked house rises
+    liked_tile = box.results.children[shown.index(like)]
     assert liked_tile.children[3].children[0].button_style == "success"
     box.forget.click()
     assert box.like == box.unlike == [] and box.forget.layout.display == "none"

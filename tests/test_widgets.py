@@ -2,6 +2,7 @@
 
 import asyncio
 import html
+import io
 import threading
 import time
 
@@ -12,7 +13,14 @@ from test_database import tiny_dataset, tiny_model
 
 from capstone.search.database import SearchDatabase
 from capstone.search.query import format_why
-from capstone.ui.widgets import SYNTAX_HINT, example_words, search_box
+from capstone.ui.widgets import (
+    SYNTAX_HINT,
+    cached_thumbnail,
+    example_words,
+    png_thumbnail,
+    search_box,
+    thumbnail_path,
+)
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +231,20 @@ def test_the_diverse_checkbox_drops_near_duplicates(db):
     assert [t.image_id for t in box.results.children] == [r["image_id"] for r in expected]
     box.diverse.value = False
     assert [t.image_id for t in box.results.children] == [r["image_id"] for r in db.query("tree", 6)]
+
+
+def test_a_thumbnail_is_made_once_and_read_by_every_kernel_after(tmp_path, monkeypatch):
+    from capstone.ui import widgets as module
+
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (400, 300), (200, 10, 10)).save(picture)
+    made = []
+    monkeypatch.setattr(module, "png_thumbnail", lambda image, size: made.append(size)
+                        or png_thumbnail(image, size))
+    png = cached_thumbnail(picture.as_uri(), 100)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(png)).size == (100, 75)
+    assert cached_thumbnail(picture.as_uri(), 100) == png and made == [100]  # read, not made
+    assert thumbnail_path(picture.as_uri(), 100).read_bytes() == png
+    Image.new("RGB", (40, 40), (10, 10, 200)).save(picture)  # an edited image: a new thumbnail
+    assert cached_thumbnail(picture.as_uri(), 100) != png and made == [100, 100]
+    assert cached_thumbnail((tmp_path / "gone.png").as_uri(), 100) is None

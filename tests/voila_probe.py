@@ -202,7 +202,8 @@ async def type_query(base_url: str, kernel_id: str, protocol: str, seconds: floa
     """Open the page's kernel websocket with ``protocol``, type ``QUERY``.
 
     Returns ``refused`` (the handshake's error, or ``None``), ``widgets`` (how many the page
-    had) and ``images`` (the image widgets opened within ``seconds`` after typing).
+    had) and ``images`` (the image widgets opened or given a picture within ``seconds`` after
+    typing).
     """
     session = uuid.uuid4().hex
     url = base_url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
@@ -247,10 +248,16 @@ async def type_query(base_url: str, kernel_id: str, protocol: str, seconds: floa
     await send("comm_msg", {"comm_id": text[0], "data": update}, {"version": "2.1.0"})
     received = await receive(seconds)
     ws.close()
-    images = [
-        m for m in received if m["header"]["msg_type"] == "comm_open"
+    # the images shown: new image widgets, or the page's own given a new picture (the box reuses
+    # its tiles), each message carrying the picture as a binary buffer
+    known = {key for key, value in states.items() if value["state"]["_model_name"] == "ImageModel"}
+    images = {
+        m["content"]["comm_id"] for m in received
+        if m["header"]["msg_type"] == "comm_open"
         and m["content"]["data"]["state"].get("_model_name") == "ImageModel"
-    ]  # fmt: skip
+        or m["header"]["msg_type"] == "comm_msg" and m["content"].get("comm_id") in known
+        and ["value"] in m["content"]["data"].get("buffer_paths", [])
+    }  # fmt: skip
     return {"refused": None, "widgets": len(states), "images": len(images)}
 
 

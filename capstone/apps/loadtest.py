@@ -11,7 +11,8 @@ Starts ``python -m capstone.app`` on 127.0.0.1 at a free port with a cap of ``vi
    moment a browser could draw it; the browser test shows the drawing itself).
 2. **Everyone searches while all are connected**: each visitor types ``queries`` queries, at
    random moments within ``window`` seconds. *Search* is the time from typing (the text box's new
-   value sent) to the results box's new tiles arriving, the search box's 0.25 s debounce included.
+   value sent) to the results box's new tiles arriving (or, when nothing matches well, the line
+   that says so), the search box's 0.25 s debounce included.
 3. **Memory** of the server and all its kernels (the sum of their proportional set sizes, PSS:
    shared pages counted once), measured while all are connected.
 4. **The cap**: one visitor more gets the "server is full" page (HTTP 503) and no kernel; a
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import math
 import os
@@ -211,9 +213,10 @@ class Visitor:
 
     def __init__(self, url: str):
         self.url, self.session = url, uuid.uuid4().hex
-        self.ws = self.text = self.results = None
+        self.ws = self.text = self.results = self.message = None
         self.page_ready = None
         self.searches: list[float] = []
+        self.slowest: list[tuple] = []  # (seconds, query, which of this visitor's searches)
         self.inbox: asyncio.Queue = asyncio.Queue()
 
     async def arrive(self) -> None:
@@ -244,23 +247,35 @@ class Visitor:
                 self.text = comm_id
             if "capstone-results" in state.get("_dom_classes", ()):
                 self.results = comm_id
-        if self.text is None or self.results is None:
+            if "capstone-message" in state.get("_dom_classes", ()):
+                self.message = comm_id
+        if None in (self.text, self.results, self.message):
             raise RuntimeError(f"the page has no search box ({len(states)} widgets)")
         self.page_ready = time.monotonic() - started
 
     async def search(self, query: str) -> float:
-        """Type ``query``; seconds until the results box shows new tiles."""
+        """Type ``query``; seconds until the results box shows new tiles, or the message line
+        says that nothing matches ``query`` (it names the query then)."""
         while not self.inbox.empty():
             self.inbox.get_nowait()
         started = time.monotonic()
         await self._send("comm_msg", {"comm_id": self.text, "data": {
             "method": "update", "state": {"value": query}, "buffer_paths": []}},
             {"version": "2.1.0"})
-        await self._wait(lambda m: m["header"]["msg_type"] == "comm_msg"
-                         and m["content"].get("comm_id") == self.results
-                         and "children" in m["content"]["data"].get("state", {}))
+        named = html.escape(repr(query))
+
+        def answered(message) -> bool:
+            if message["header"]["msg_type"] != "comm_msg":
+                return False
+            comm_id, state = message["content"].get("comm_id"), message["content"]["data"].get(
+                "state", {})
+            return (comm_id == self.results and "children" in state
+                    or comm_id == self.message and named in str(state.get("value", "")))
+
+        await self._wait(answered)
         seconds = time.monotonic() - started
         self.searches.append(seconds)
+        self.slowest.append((round(seconds, 3), query, len(self.searches)))
         return seconds
 
     async def leave(self) -> None:
@@ -353,6 +368,7 @@ async def run_class(server: Server, visitors: int, queries: int, gap: float, win
         "search_p50_s": round(percentile(search, 50), 3),
         "search_p95_s": round(percentile(search, 95), 3),
         "search_max_s": round(max(search), 3),
+        "search_slowest": sorted((s for v in group for s in v.slowest), reverse=True)[:5],
         "memory_pss_mb": memory["pss_mb"], "memory_rss_mb": memory["rss_mb"],
         "kernels": memory["kernels"],
         "one_more_status": full_status,

@@ -9,11 +9,13 @@ model's ``se_text`` embedder either way.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from capstone.course.database import ImageDatabase
+from capstone.course.text import unit_rows
 from capstone.data.paths import default_database_path
 from capstone.data.store import load_features, read_npz, write_npz
 from capstone.errors import DataError, MissingFileError
@@ -58,9 +60,12 @@ class SearchDatabase(ImageDatabase):
         Raises ``MissingFileError``, ``DataError`` (damaged), or :class:`StaleDatabaseError`.
         """
         fix = f"delete {path} or use SearchDatabase.load_or_build to rebuild it"
-        saved = read_npz(path, "an image database", fix,
-                         names={"image_ids", "embeddings", "checksum", "dataset"})
-        if not {"image_ids", "embeddings", "checksum", "dataset"} <= saved.keys():
+        shared = shared_embeddings_path(path)
+        names = {"image_ids", "embeddings", "checksum", "dataset"}
+        if shared is not None and shared.is_file():  # the rows are read from there
+            names.discard("embeddings")
+        saved = read_npz(path, "an image database", fix, names=names)
+        if not names <= saved.keys():
             raise DataError(f"{path} is not an image database written by capstone; {fix}")
         if str(saved["checksum"]) != model.checksum:
             raise StaleDatabaseError(f"the image database {path} was built by another model; {fix}")
@@ -68,7 +73,16 @@ class SearchDatabase(ImageDatabase):
                                                                         dataset.image_ids):
             raise StaleDatabaseError(f"the image database {path} does not match the "
                                      f"{dataset.name} dataset's images; {fix}")
-        return cls(saved["image_ids"], saved["embeddings"], model, dataset)
+        embeddings = shared_embeddings(shared, saved.get("embeddings"))
+        if embeddings is None:  # the shared rows are damaged or gone: the file's own
+            rows = read_npz(path, "an image database", fix, names={"embeddings"})
+            if "embeddings" not in rows:
+                raise DataError(f"{path} is not an image database written by capstone; {fix}")
+            embeddings = shared_embeddings(shared, rows["embeddings"])
+        if len(embeddings) != len(saved["image_ids"]):
+            raise DataError(f"{path} holds {len(saved['image_ids'])} image ids but "
+                            f"{len(embeddings)} embeddings; {fix}")
+        return cls(saved["image_ids"], embeddings, model, dataset)
 
     @classmethod
     def load_or_build(cls, model, dataset, *, path=None) -> SearchDatabase:
@@ -83,6 +97,63 @@ class SearchDatabase(ImageDatabase):
             database = cls.build(model, dataset)
             database.save(path)
             return database
+
+
+# -- the embeddings, shared by every process that searches a saved database -----------------------
+def shared_embeddings_path(path) -> Path | None:
+    """The ``.npy`` beside a saved database that holds its unit rows (``None``: no such file).
+
+    Named after the database file's size and modification time, so a database written again
+    gets new rows, never the old ones: ``coco-all.npz`` -> ``coco-all.rows-17047930-<ns>.npy``.
+    """
+    path = Path(path)
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return path.with_name(f"{path.stem}.rows-{found.st_size}-{found.st_mtime_ns}.npy")
+
+
+def shared_embeddings(shared: Path | None, embeddings) -> np.ndarray | None:
+    """The database's unit rows, memory-mapped read-only from ``shared`` when possible.
+
+    A search page's kernels (a class: 30) then share one copy of the rows through the page cache,
+    where each would otherwise hold its own. ``shared`` is written from ``embeddings`` when
+    missing (the first process to finish wins; others map its file). Without ``embeddings``,
+    ``None`` when ``shared`` cannot be read. A folder that cannot be written: ``embeddings``'
+    unit rows, in memory.
+    """
+    if shared is not None and shared.is_file():
+        try:
+            rows = np.load(shared, mmap_mode="r", allow_pickle=False)
+            if rows.ndim == 2 and rows.dtype == np.float32 and (
+                    embeddings is None or rows.shape == np.shape(embeddings)):
+                return rows
+        except (OSError, ValueError, EOFError):  # cut short, damaged: written again below
+            pass
+        if embeddings is None:
+            return None
+        shared.unlink(missing_ok=True)
+    if embeddings is None:
+        return None
+    rows = unit_rows(np.atleast_2d(embeddings))
+    if shared is None:
+        return rows
+    temporary = shared.with_name(f".{shared.stem}.{os.getpid()}.tmp.npy")
+    try:
+        np.save(temporary, rows)
+        try:
+            os.link(temporary, shared)  # not a rename: a file another process maps stays
+        except FileExistsError:
+            pass
+        for stale in shared.parent.glob(f"{shared.name.split('.rows-')[0]}.rows-*.npy"):
+            if stale != shared:  # of a database written since; a process mapping it keeps it
+                stale.unlink(missing_ok=True)
+        return np.load(shared, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):  # a read-only or full cache: search from memory
+        return rows
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # -- images added after the dataset (python -m capstone add) ---------------------------------------

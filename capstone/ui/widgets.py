@@ -15,14 +15,21 @@ The new results are built off-screen and swapped in at once, so the grid never f
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import io
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
 from traitlets import validate
 
 from capstone.data.glove import GLOVE_NAMES, common_words
+from capstone.data.paths import cache_dir
+from capstone.files import atomic_write
 from capstone.ui.display import load_image
 from capstone.search.query import COMMON_WORDS, NUMBER_WORDS, corrector_for, format_why
 from capstone.course.text import STOP_WORDS
@@ -40,6 +47,46 @@ def png_thumbnail(image, size: int = 160) -> bytes | None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def thumbnail_path(url: str, size: int) -> Path | None:
+    """Where :func:`cached_thumbnail` keeps the thumbnail of ``url`` (``None``: not kept).
+
+    A local file's size and modification time are part of the key, so an edited image gets a
+    new thumbnail; a local file that is not there has none.
+    """
+    key = f"{size} {url}"
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        try:
+            found = os.stat(urllib.request.url2pathname(urllib.parse.unquote(parsed.path)))
+        except (OSError, ValueError):
+            return None
+        key += f" {found.st_size} {found.st_mtime_ns}"
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return cache_dir() / "thumbnails" / digest[:2] / f"{digest}.png"
+
+
+def cached_thumbnail(url: str | None, size: int = 160) -> bytes | None:
+    """:func:`png_thumbnail` of the image at ``url``, made once and kept on disk.
+
+    Every kernel of the search page (a class: 30) reads the same file instead of decoding and
+    shrinking the image again; a cache that cannot be written only costs the time to make it.
+    """
+    path = thumbnail_path(url, size) if url else None
+    if path is not None:
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+    png = png_thumbnail(load_image(url), size)
+    if png is not None and path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(png))
+        except OSError:  # read-only or full: shown anyway, made again next time
+            pass
+    return png
 
 
 def example_words(model, n: int = 3, embeddings=None, candidates: int = 200) -> list[str]:
@@ -147,6 +194,10 @@ class SearchBox(widgets.VBox):
     def __init__(self, db, k: int = 6, debounce: float = 0.25, thumbnail: int = 160):
         self.db, self.debounce, self.thumbnail = db, debounce, thumbnail
         self._request = 0  # number of the latest search; older ones are stale
+        # two sets of result tiles: one shown, the other filled by the next search (see _show)
+        self._tile_sets, self._shown_set = ([], []), False
+        self._tile_layout = widgets.Layout(width=f"{thumbnail}px")  # shared by every tile
+        self._thumb_layout = widgets.Layout(width=f"{thumbnail // 2 - 2}px")
         self._pending = self._task = None
         self.anchor = None
         self.like, self.unlike, self._weak_wanted = [], [], False
@@ -189,6 +240,8 @@ class SearchBox(widgets.VBox):
         super().__init__([controls, status, self.results])
         for widget in (self.query, self.slider, self.diverse):
             widget.observe(self._on_change, "value")
+        for tiles in self._tile_sets:  # made now: a search page's kernel makes them before the
+            tiles.extend(self._new_tile() for _ in range(self.slider.value))  # visitor comes
         self._show(self._next_request(), *self._fetch_query("", k))
 
     # -- what typing and clicking do, callable from Python -------------------------------------
@@ -271,7 +324,7 @@ class SearchBox(widgets.VBox):
         return message, found.results, self._thumbnails(found.results), False
 
     def _thumbnails(self, results: list[dict]) -> list:
-        return [png_thumbnail(load_image(result["url"]), self.thumbnail) for result in results]
+        return [cached_thumbnail(result["url"], self.thumbnail) for result in results]
 
     # -- showing (widgets, on the kernel's thread) ---------------------------------------------
     def _next_request(self) -> int:
@@ -280,47 +333,73 @@ class SearchBox(widgets.VBox):
 
     def _show(self, request: int, message: str, results: list[dict], pngs: list,
               no_match: bool = False) -> list[dict]:
-        """Swap in the tiles and message of search number ``request``, unless a newer began."""
+        """Swap in the tiles and message of search number ``request``, unless a newer began.
+
+        The tiles are filled off-screen, in the set of tiles not shown, then swapped in at once;
+        so each search changes the values of a few widgets instead of making dozens of new ones
+        (each a message to the page, and kept by the kernel until it ends).
+        """
         if request != self._request:
             return results
-        tiles = [self._tile(result, png) for result, png in zip(results, pngs)]
+        spare = self._tile_sets[not self._shown_set]
+        while len(spare) < len(results):
+            spare.append(self._new_tile())
+        for tile, result, png in zip(spare, results, pngs):
+            self._fill(tile, result, png)
         self.message.value = message
         self.message.layout.display = None if message else "none"
         self.forget.layout.display = None if self.like or self.unlike else "none"
         self.show_weak.layout.display = None if no_match else "none"
-        self.results.children = tiles
+        self.results.children = spare[: len(results)]
+        self._shown_set = not self._shown_set
         return results
 
-    def _tile(self, result: dict, png: bytes | None) -> widgets.VBox:
-        """One result: the image (or a placeholder), score, caption and top words, "more like"."""
-        image_id, width = result["image_id"], widgets.Layout(width=f"{self.thumbnail}px")
-        caption = html.escape(result["captions"][0]) if result["captions"] else ""
+    def _new_tile(self) -> widgets.VBox:
+        """An empty result tile: picture, label, "more like this", and a row of 👍 and 👎."""
+        picture = widgets.Image(format="png", layout=self._tile_layout)
+        label = widgets.HTML(layout=self._tile_layout)
+        button = widgets.Button(description="more like this", layout=self._tile_layout)
+        tile = widgets.VBox([picture, label, button])
+        button.on_click(lambda _button: self._on_more_like(tile.image_id))
+        thumbs = []  # 👍 then 👎 (ipywidgets ships the Font Awesome icons); coloured if chosen
+        for liked, icon, tip in [(True, "thumbs-up", "right: re-rank towards it"),
+                                 (False, "thumbs-down", "wrong: re-rank away from it")]:
+            thumb = widgets.Button(icon=icon, tooltip=tip, layout=self._thumb_layout)
+            thumb.add_class("capstone-like" if liked else "capstone-unlike")
+            thumb.on_click(lambda _button, liked=liked: self._on_thumb(tile.image_id, liked))
+            thumbs.append(thumb)
+        tile.children = [picture, label, button, widgets.HBox(thumbs)]
+        tile.add_class("capstone-result")
+        tile.picture, tile.placeholder, tile.image_id = picture, None, None
+        return tile
+
+    def _fill(self, tile: widgets.VBox, result: dict, png: bytes | None) -> None:
+        """Show ``result`` in ``tile``: the image (or a placeholder), score, caption and top words,
+        the thumbs coloured if chosen; ``tile.image_id``, ``tile.why`` and ``tile.weak`` say it."""
+        image_id = result["image_id"]
         if png is None:
-            picture = widgets.HTML(f"<i>image {image_id} not available</i>", layout=width)
+            if tile.placeholder is None:
+                tile.placeholder = widgets.HTML(layout=self._tile_layout)
+            tile.placeholder.value = f"<i>image {image_id} not available</i>"
+            picture = tile.placeholder
         else:
-            picture = widgets.Image(value=png, format="png", layout=width)
+            tile.picture.value = png
+            picture = tile.picture
+        if tile.children[0] is not picture:
+            tile.children = [picture, *tile.children[1:]]
+        caption = html.escape(result["captions"][0]) if result["captions"] else ""
         why = html.escape(format_why(result.get("why", {})))
         weak = " <i>weak match</i>" if result.get("weak") else ""
-        label = widgets.HTML(f"<b>{result['score']:.3f}</b>{weak} {caption}"
-                             + (f"<br><small>{why}</small>" if why else ""), layout=width)
-        button = widgets.Button(description="more like this", layout=width)
-        button.on_click(lambda _button: self._on_more_like(image_id))
-        thumbs = []  # 👍 then 👎 (ipywidgets ships the Font Awesome icons); coloured if chosen
-        for liked, icon, tip, chosen, style in [
-                (True, "thumbs-up", "right: re-rank towards it", self.like, "success"),
-                (False, "thumbs-down", "wrong: re-rank away from it", self.unlike, "danger")]:
-            thumb = widgets.Button(icon=icon, tooltip=tip,
-                                   button_style=style if image_id in chosen else "",
-                                   layout=widgets.Layout(width=f"{self.thumbnail // 2 - 2}px"))
-            thumb.add_class("capstone-like" if liked else "capstone-unlike")
-            thumb.on_click(lambda _button, liked=liked: self._on_thumb(image_id, liked))
-            thumbs.append(thumb)
-        tile = widgets.VBox([picture, label, button, widgets.HBox(thumbs)])
-        tile.add_class("capstone-result")
+        tile.children[1].value = (f"<b>{result['score']:.3f}</b>{weak} {caption}"
+                                  + (f"<br><small>{why}</small>" if why else ""))
+        like, unlike = tile.children[3].children
+        like.button_style = "success" if image_id in self.like else ""
+        unlike.button_style = "danger" if image_id in self.unlike else ""
         if result.get("weak"):
             tile.add_class("capstone-weak")
+        else:
+            tile.remove_class("capstone-weak")
         tile.image_id, tile.why, tile.weak = image_id, why, bool(result.get("weak"))
-        return tile
 
     def _pick(self, image_id) -> None:
         """Make ``image_id`` the anchor and empty the box, without a search of the empty box."""
