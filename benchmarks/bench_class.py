@@ -81,12 +81,16 @@ def coco_folder(temporary: Path, environment: dict) -> Path:
     return folder
 
 
-def class_rows(environment: dict) -> tuple[list[dict], list[str]]:
-    """Every row and the report's lines, on the prepared folder of ``environment``."""
+def class_rows(environment: dict, app_only: bool = False) -> tuple[list[dict], list[str]]:
+    """Every row and the report's lines, on the prepared folder of ``environment``
+    (``app_only``: prepared as before class, then the app's rows only)."""
     capstone = [sys.executable, "-m", "capstone"]
     first_read = measured([*capstone, "data"], environment)
     prepared = measured([*capstone, "train", "--preset", "class"], environment)
     measured([*capstone, "search", "a red boat"], environment)
+    if app_only:
+        rows, report = app_rows(environment)
+        return rows, [*before_class_lines(first_read, prepared, None), "", *report]
     out = str(Path(environment["CAPSTONE_CACHE"]) / "default-1-epoch.npz")
     measured([*capstone, "train", "--epochs", "1", "--out", out], environment)  # warm caches
     trained = measured([*capstone, "train", "--epochs", "1", "--out", out], environment)
@@ -117,19 +121,47 @@ def class_rows(environment: dict) -> tuple[list[dict], list[str]]:
                 rows.append(budget_row(f"notebook {name}: wall time", NOTEBOOK_04_BUDGET_S,
                                        run["wall_s"], "s", f"{run['cpu_s']:.0f} s CPU"))
     measured([*capstone, "search", "a red boat"], environment)  # notebook 4 saved a new model
+    app, app_report = app_rows(environment)
+    rows += app
+    report = [*before_class_lines(first_read, prepared, trained), "",
+              "## Each notebook as shipped (peak RSS of its kernel)", "", *lines, "", *app_report]
+    return rows, report
+
+
+def before_class_lines(first_read: dict, prepared: dict, trained: dict | None) -> list[str]:
+    """The report's lines on preparing a class (``trained``: the default's epoch, if run)."""
+    lines = [
+        "## Before class (COCO-sized folder, 82,783 images, GloVe 50-d)", "",
+        f"- `python -m capstone data` (first read, caches): {first_read['wall_s']:.0f} s wall, "
+        f"{first_read['cpu_s']:.0f} s CPU, {first_read['peak_mb']:,.0f} MB.",
+        f"- `python -m capstone train --preset class`: {_clock(prepared['wall_s'])} wall, "
+        f"{_clock(prepared['cpu_s'])} CPU, {prepared['peak_mb']:,.0f} MB."]
+    if trained is not None:
+        lines.append(f"- `python -m capstone train --epochs 1` (default preset, caches warm): "
+                     f"{trained['wall_s']:.0f} s wall, {trained['cpu_s']:.0f} s CPU, "
+                     f"{trained['peak_mb']:,.0f} MB peak.")
+    return lines
+
+
+def app_rows(environment: dict) -> tuple[list[dict], list[str]]:
+    """The app's rows and report lines: :func:`capstone.apps.loadtest.load_test` with a class,
+    the server started with ``environment``."""
     from capstone.apps.loadtest import load_test
 
     saved = dict(os.environ)
     os.environ.update(environment)
+    load = os.getloadavg()[0]
     try:
         app = load_test(visitors=CLASS_SIZE, queries=QUERIES)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    slowest = ", ".join(f"{query!r} {seconds:.2f} s" for seconds, query, _ in
+                        app["search_slowest"])
     note = (f"{CLASS_SIZE} visitors arriving 0.5 s apart, {app['queries']} queries while all "
             f"are connected, {app['failures']} unanswered; server CPU {app['cpu_s']:.0f} s over "
             f"{app['wall_s']:.0f} s")
-    rows += [
+    rows = [
         budget_row("app, 30 visitors: p95 page ready", PAGE_BUDGET_S, app["page_ready_p95_s"],
                    "s", note),
         budget_row("app, 30 visitors: p95 search", SEARCH_BUDGET_S, app["search_p95_s"], "s",
@@ -147,15 +179,6 @@ def class_rows(environment: dict) -> tuple[list[dict], list[str]]:
                  f"{len(app['warnings'])}"},
     ]
     report = [
-        "## Before class (COCO-sized folder, 82,783 images, GloVe 50-d)", "",
-        f"- `python -m capstone data` (first read, caches): {first_read['wall_s']:.0f} s wall, "
-        f"{first_read['cpu_s']:.0f} s CPU, {first_read['peak_mb']:,.0f} MB.",
-        f"- `python -m capstone train --preset class`: {_clock(prepared['wall_s'])} wall, "
-        f"{_clock(prepared['cpu_s'])} CPU, {prepared['peak_mb']:,.0f} MB.",
-        f"- `python -m capstone train --epochs 1` (default preset, caches warm): "
-        f"{trained['wall_s']:.0f} s wall, {trained['cpu_s']:.0f} s CPU, "
-        f"{trained['peak_mb']:,.0f} MB peak.", "",
-        "## Each notebook as shipped (peak RSS of its kernel)", "", *lines, "",
         f"## The app for a class ({CLASS_SIZE} visitors on one server)", "",
         "| | value |", "|---|---|",
         f"| page ready, p50 / p95 / max | {app['page_ready_p50_s']:.2f} / "
@@ -171,6 +194,9 @@ def class_rows(environment: dict) -> tuple[list[dict], list[str]]:
         f"| foreign Host, cross-site Origin, Sec-Fetch-Site | "
         f"{', '.join(map(str, app['refused_statuses'].values()))} |",
         f"| server CPU during the class | {app['cpu_s']:.0f} s over {app['wall_s']:.0f} s |",
+        f"| load average (1 min) before / after the class | {load:.1f} / "
+        f"{os.getloadavg()[0]:.1f} |",
+        f"| slowest searches | {slowest} |",
     ]
     return rows, report
 
@@ -179,8 +205,12 @@ def _clock(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def rows() -> list[dict]:
-    """Every row (see the module docstring); writes and prints the class report."""
+def rows(app_only: bool = False) -> list[dict]:
+    """Every row (see the module docstring); writes and prints the class report.
+
+    ``app_only`` (``python benchmarks/bench_class.py --app-only``): the folder prepared as before
+    class, then only the app's rows (a few minutes, where every notebook takes an hour here).
+    """
     with tempfile.TemporaryDirectory() as temporary:
         temporary = Path(temporary)
         environment = {**os.environ, "CAPSTONE_DATASET": "coco",
@@ -190,8 +220,10 @@ def rows() -> list[dict]:
         environment.pop("CAPSTONE_MODEL", None)
         environment["CAPSTONE_DATA_DIR"] = str(coco_folder(temporary, environment))
         started = time.perf_counter()
-        found, report = class_rows(environment)
-    header = [f"# Class report (`python benchmarks/run.py --only class`, "
+        found, report = class_rows(environment, app_only)
+    command = ("python benchmarks/bench_class.py --app-only" if app_only
+               else "python benchmarks/run.py --only class")
+    header = [f"# Class report (`{command}`, "
               f"{time.perf_counter() - started:.0f} s)", "",
               f"Machine: {os.cpu_count()} cores, load average "
               f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} at the end.", ""]
@@ -206,4 +238,4 @@ if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
     from run import format_table
 
-    print(format_table(rows()))
+    print(format_table(rows(app_only="--app-only" in sys.argv[1:])))

@@ -177,3 +177,23 @@ def test_no_name_takes_the_default_datasets_glove_without_loading_it(tmp_path, m
     monkeypatch.setenv("CAPSTONE_DATA_DIR", str(tmp_path))  # GloVe only: no captions, no features
     write_word2vec(tmp_path / "glove.6B.50d.txt.w2v", ["only"], random_vectors(1, 3))
     assert load_glove().index_to_key == ["only"]
+
+
+def test_shared_word_vectors_find_what_the_dict_finds(monkeypatch):
+    from capstone.data import glove as glove_module
+    from capstone.data.glove import load_word_vectors, shared_word_vectors
+
+    plain, shared = load_word_vectors("glove-50d"), shared_word_vectors("glove-50d")
+    again = shared_word_vectors("glove-50d")  # read from the cache's files this time
+    assert type(shared).__name__ == type(again).__name__ == "SharedWordVectors"
+    words = plain.index_to_key[::997] + ["dog", "ship", "the", "élan", "qwzxv", ""]
+    for word in words:
+        assert shared.key_to_index.get(word) == plain.key_to_index.get(word), word
+        assert (word in again) == (word in plain)
+    assert shared.index_to_key[:50] == plain.index_to_key[:50] and len(shared) == len(plain)
+    np.testing.assert_array_equal(shared["dog"], plain["dog"])
+    monkeypatch.setattr(glove_module, "MANY_LOOKUPS", 10)  # past it: a dict, the same rows
+    lookup = shared.row_lookup()
+    rows = [lookup[word] for word in words * 3 + ["\x00"]]
+    assert rows == [plain.key_to_index.get(word, -1) for word in words * 3] + [-2]
+    assert lookup.words is not None and lookup.n_rows == len(plain)

@@ -16,7 +16,7 @@ from capstone.pipeline import prepared
 from capstone.data import store
 from capstone.data.dataset import load_dataset
 from capstone.search.database import SearchDatabase
-from capstone.data.glove import WordVectors, load_glove, load_word_vectors
+from capstone.data.glove import WordVectors, load_glove, load_word_vectors, shared_word_vectors
 from capstone.data.model import SearchModel, load_model
 from capstone.pipeline.prepared import SearchView, load_or_train, load_search_view, open_database
 from capstone.sample import UNUSED_SYNONYMS
@@ -113,9 +113,9 @@ def test_known_words_need_no_glove_and_others_read_it_once(env, monkeypatch):
 
     def counting(name):
         calls.append(name)
-        return load_word_vectors(name)
+        return shared_word_vectors(name)
 
-    monkeypatch.setattr(model_module, "load_word_vectors", counting)
+    monkeypatch.setattr(model_module, "shared_word_vectors", counting)
     with_glove = SearchModel.load(env, glove=load_glove("glove-50d"))
     calls.clear()
     loaded = SearchModel.load(env)

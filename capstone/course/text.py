@@ -136,7 +136,8 @@ class TextEmbedder:
         self.idf = np.asarray(idf, dtype=np.float32)
         self.n_captions, self.weighting = int(n_captions), weighting
         self.stop_words = bool(stop_words)
-        self._lookup = RowLookup(glove.key_to_index)
+        # word vectors shared between processes bring their lookup (capstone.data.glove)
+        self._lookup = getattr(glove, "row_lookup", lambda: RowLookup(glove.key_to_index))()
         vocab_rows = self._rows_of(self.vocab)
         if (vocab_rows < 0).any():
             missing = self.vocab[vocab_rows < 0]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from capstone.course.text import WordLookup
+from capstone.course.token_rows import RowLookup
 from capstone.errors import DataError, MissingFileError
 from capstone.data.paths import (
     DOWNLOAD_COMMAND,
@@ -354,3 +356,135 @@ def load_word_vectors(name: str | None = None) -> WordVectors:
         return WordVectors(*_kumo_words_and_vectors())
     glove = load_glove(name)
     return WordVectors(glove.index_to_key, glove.vectors)
+
+
+# -- shared by many processes --------------------------------------------------------------------
+MANY_LOOKUPS = 20_000  # words a shared lookup finds one by one before it builds a dict
+class SharedWordIndex(Mapping):
+    """GloVe's word -> row, read from sorted words memory-mapped read-only.
+
+    The dict of 400,000 words costs each process about 60 MB and a quarter second to build (and a
+    text embedder's copy of it more); these arrays are one file in the page cache that every
+    process of a class's search page shares, and a lookup reads a few of its pages.
+    """
+
+    def __init__(self, sorted_words: np.ndarray, sorted_rows: np.ndarray):
+        self.sorted_words, self.sorted_rows = sorted_words, sorted_rows
+
+    def __getitem__(self, word) -> int:
+        if isinstance(word, str):
+            key = word.encode("utf-8", "surrogatepass")
+            at = int(np.searchsorted(self.sorted_words, key))
+            if key and at < len(self.sorted_words) and self.sorted_words[at] == key:
+                return int(self.sorted_rows[at])
+        raise KeyError(word)
+
+    def __len__(self) -> int:
+        return len(self.sorted_rows)
+
+    def __iter__(self):
+        return (word.decode("utf-8", "surrogatepass")
+                for word in np.asarray(self.sorted_words).tolist())
+
+
+class SharedWordList(Sequence):
+    """GloVe's words in row order, from a memory-mapped array (see :class:`SharedWordIndex`)."""
+
+    def __init__(self, words: np.ndarray):
+        self.words = words
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [word.decode("utf-8", "surrogatepass")
+                    for word in np.asarray(self.words[row]).tolist()]
+        return bytes(self.words[row]).decode("utf-8", "surrogatepass")
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+class SharedRowLookup(RowLookup):
+    """:class:`~capstone.course.token_rows.RowLookup` over a :class:`SharedWordIndex` (no copy).
+
+    A search looks up a few words; a process that looks up many (embedding thousands of
+    captions) gets a dict of every word after :data:`MANY_LOOKUPS`, as fast as the plain one.
+    """
+
+    def __init__(self, index: SharedWordIndex):
+        super().__init__({})
+        self.index, self.n_rows, self.lookups, self.words = index, len(index), 0, None
+
+    def __getitem__(self, word) -> int:
+        if self.words is None:
+            self.lookups += 1
+            if self.lookups > MANY_LOOKUPS:
+                self.words = RowLookup(dict(zip(self.index, self.index.sorted_rows.tolist())))
+        if self.words is not None:
+            return self.words[word]
+        found = dict.get(self, word)  # the text separator
+        if found is not None:
+            return found
+        try:
+            return self.index[word]
+        except KeyError:
+            return self.__missing__(word)
+
+
+class SharedWordVectors(WordLookup):
+    """GloVe as :class:`WordVectors`, its words memory-mapped (:func:`shared_word_vectors`)."""
+
+    def __init__(self, words: np.ndarray, sorted_words: np.ndarray, sorted_rows: np.ndarray,
+                 vectors: np.ndarray):
+        self.index_to_key = SharedWordList(words)
+        self.key_to_index = SharedWordIndex(sorted_words, sorted_rows)
+        self.vectors, self.vector_size = vectors, vectors.shape[1]
+        if not len(words) == len(sorted_rows) == len(vectors):
+            raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
+
+    def row_lookup(self) -> SharedRowLookup:
+        """What a text embedder looks words up with (instead of a copy of the 400,000)."""
+        return SharedRowLookup(self.key_to_index)
+
+    def __repr__(self) -> str:
+        return f"SharedWordVectors(words={len(self)}, dim={self.vector_size})"
+
+
+def shared_word_vectors(name: str | None = None) -> WordLookup:
+    """GloVe by name (as :func:`load_word_vectors`), its words shared by every process.
+
+    The words are written once as sorted arrays into the cache (``words-index-*`` beside the
+    GloVe cache) and memory-mapped read-only; a cache that cannot be written gives
+    :func:`load_word_vectors`' (a dict per process).
+    """
+    name = name or glove_name_for(default_dataset_name())
+    if name == "glove-50d":
+        source = glove_path("glove-50d")
+        vectors = np.load(source, mmap_mode="r", allow_pickle=False)
+        folder = cache_dir() / "glove"
+    else:
+        folder = glove_cache_dir(glove_path(name))
+        if not (folder / "vectors.npy").is_file():
+            load_glove(name)  # parses the text file into its cache once
+        source = folder / "vectors.npy"
+        vectors = np.load(source, mmap_mode="r", allow_pickle=False)
+    stat = source.stat()
+    key = f"{name}-words-index-{stat.st_size}-{stat.st_mtime_ns}"
+    parts = [folder / f"{key}.{part}.npy" for part in ("words", "sorted", "rows")]
+    try:
+        return SharedWordVectors(*(np.load(part, mmap_mode="r", allow_pickle=False)
+                                   for part in parts), vectors)
+    except (OSError, ValueError, EOFError):
+        pass
+    words = (_kumo_words_and_vectors()[0] if name == "glove-50d"
+             else read_json(folder / "words.json"))
+    if not isinstance(words, list) or len(words) != len(vectors):
+        return load_word_vectors(name)
+    encoded = np.array([word.encode("utf-8", "surrogatepass") for word in words])
+    order = np.argsort(encoded, kind="stable").astype(np.int32)
+    try:
+        for part, array in zip(parts, (encoded, encoded[order], order)):
+            atomic_write(part, lambda tmp, array=array: np.save(tmp, array))
+        return SharedWordVectors(*(np.load(part, mmap_mode="r", allow_pickle=False)
+                                   for part in parts), vectors)
+    except (OSError, ValueError):  # a read-only or full cache
+        return WordVectors(words, vectors)

@@ -26,7 +26,7 @@ from capstone.errors import DataError, MissingFileError
 from capstone.files import check_writable
 from capstone.further.textmap import embedder_from_arrays
 from capstone.further.sif import text_embedder_class
-from capstone.data.glove import GLOVE_NAMES, WordVectors, load_word_vectors
+from capstone.data.glove import GLOVE_NAMES, WordVectors, load_word_vectors, shared_word_vectors
 from capstone.course.image import ImageEmbedder
 from capstone.data.paths import default_dataset_name, default_model_path
 from capstone.data.store import read_npz, write_npz
@@ -198,7 +198,7 @@ class SearchModel:
             reason = f"{type(error).__name__}: {error}"
         else:
             if vocab_glove:
-                model._full_glove = lambda: load_word_vectors(glove_name)
+                model._full_glove = lambda: shared_word_vectors(glove_name)
             model.path = Path(path)
             return model
         raise DataError(f"{path} is a damaged capstone model file ({reason}); {retrain}")

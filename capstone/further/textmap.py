@@ -68,6 +68,8 @@ class MappedWordVectors(WordLookup):
         self.index_to_key, self.key_to_index = words.index_to_key, words.key_to_index
         self.vectors = MappedRows(words.vectors, self.weight)
         self.vector_size = self.weight.shape[1]
+        if hasattr(words, "row_lookup"):  # words shared between processes: their lookup
+            self.row_lookup = words.row_lookup
 
     def __repr__(self) -> str:
         return f"MappedWordVectors({self.words!r}, map {self.weight.shape})"

@@ -116,6 +116,9 @@ VARIANTS = {
     "linear, contrastive, standardised, text map from CCA": dict(
         CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
         text_map_init="cca"),
+    "linear, contrastive, standardised, text map from CCA, mean weighting": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="cca", weighting="mean"),
 }
 
 

@@ -144,11 +144,23 @@ class Corrector:
         self.glove, self.common = text.glove, common
         self.idf = dict(zip(map(str, text.vocab), map(float, text.idf)))
         self.caption_words = list(self.idf)
-        self.rank, self.by_length = {}, {}  # GloVe's common words no caption uses: rank, length
-        for rank, word in enumerate(self.glove.index_to_key[:common]):
-            if word.isalnum() and word not in self.idf:
-                self.rank[word] = rank
-                self.by_length.setdefault(len(word), []).append(word)
+        self._rank = self._by_length = None  # read on the first word to correct (a tenth of a s)
+
+    @property
+    def rank(self) -> dict:
+        """GloVe's common words that no caption uses, and their frequency ranks."""
+        if self._rank is None:
+            self._rank, self._by_length = {}, {}
+            for rank, word in enumerate(self.glove.index_to_key[: self.common]):
+                if word.isalnum() and word not in self.idf:
+                    self._rank[word] = rank
+                    self._by_length.setdefault(len(word), []).append(word)
+        return self._rank
+
+    @property
+    def by_length(self) -> dict:
+        """:attr:`rank`'s words by their length."""
+        return self.rank and self._by_length
 
     def is_known(self, word: str) -> bool:
         """A caption word, or a common GloVe word: never corrected."""

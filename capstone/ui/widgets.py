@@ -198,6 +198,11 @@ class SearchBox(widgets.VBox):
         self._tile_sets, self._shown_set = ([], []), False
         self._tile_layout = widgets.Layout(width=f"{thumbnail}px")  # shared by every tile
         self._thumb_layout = widgets.Layout(width=f"{thumbnail // 2 - 2}px")
+        # one layout and style model for all tiles' boxes, buttons and labels: a new tile opens
+        # 7 widgets on the page, not 16
+        self._box_layout = widgets.Layout()
+        self._button_style = widgets.ButtonStyle()
+        self._label_style = widgets.widget_string.HTMLStyle()
         self._pending = self._task = None
         self.anchor = None
         self.like, self.unlike, self._weak_wanted = [], [], False
@@ -240,8 +245,6 @@ class SearchBox(widgets.VBox):
         super().__init__([controls, status, self.results])
         for widget in (self.query, self.slider, self.diverse):
             widget.observe(self._on_change, "value")
-        for tiles in self._tile_sets:  # made now: a search page's kernel makes them before the
-            tiles.extend(self._new_tile() for _ in range(self.slider.value))  # visitor comes
         self._show(self._next_request(), *self._fetch_query("", k))
 
     # -- what typing and clicking do, callable from Python -------------------------------------
@@ -357,18 +360,20 @@ class SearchBox(widgets.VBox):
     def _new_tile(self) -> widgets.VBox:
         """An empty result tile: picture, label, "more like this", and a row of 👍 and 👎."""
         picture = widgets.Image(format="png", layout=self._tile_layout)
-        label = widgets.HTML(layout=self._tile_layout)
-        button = widgets.Button(description="more like this", layout=self._tile_layout)
-        tile = widgets.VBox([picture, label, button])
+        label = widgets.HTML(layout=self._tile_layout, style=self._label_style)
+        button = widgets.Button(description="more like this", layout=self._tile_layout,
+                                style=self._button_style)
+        tile = widgets.VBox([picture, label, button], layout=self._box_layout)
         button.on_click(lambda _button: self._on_more_like(tile.image_id))
         thumbs = []  # 👍 then 👎 (ipywidgets ships the Font Awesome icons); coloured if chosen
         for liked, icon, tip in [(True, "thumbs-up", "right: re-rank towards it"),
                                  (False, "thumbs-down", "wrong: re-rank away from it")]:
-            thumb = widgets.Button(icon=icon, tooltip=tip, layout=self._thumb_layout)
+            thumb = widgets.Button(icon=icon, tooltip=tip, layout=self._thumb_layout,
+                                   style=self._button_style)
             thumb.add_class("capstone-like" if liked else "capstone-unlike")
             thumb.on_click(lambda _button, liked=liked: self._on_thumb(tile.image_id, liked))
             thumbs.append(thumb)
-        tile.children = [picture, label, button, widgets.HBox(thumbs)]
+        tile.children = [picture, label, button, widgets.HBox(thumbs, layout=self._box_layout)]
         tile.add_class("capstone-result")
         tile.picture, tile.placeholder, tile.image_id = picture, None, None
         return tile
