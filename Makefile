@@ -15,8 +15,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# PYTHONWARNINGS=ignore: setuptools' build backend boxes an informational "Editable installation"
+# warning into every install's output (issue 19: make demo prints no setuptools warning).
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[dev]"
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
