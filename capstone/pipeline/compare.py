@@ -112,7 +112,8 @@ VARIANTS = {
     "linear, contrastive, standardised, sif": dict(CONTRASTIVE, embedder="linear",
                                                    standardize=True, weighting="sif"),
     "linear, contrastive, standardised, text map": dict(
-        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear"),
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="identity"),
     "linear, contrastive, standardised, text map from CCA": dict(
         CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
         text_map_init="cca"),
