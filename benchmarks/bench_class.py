@@ -81,13 +81,65 @@ def coco_folder(temporary: Path, environment: dict) -> Path:
     return folder
 
 
-def class_rows(environment: dict, app_only: bool = False) -> tuple[list[dict], list[str]]:
-    """Every row and the report's lines, on the prepared folder of ``environment``
-    (``app_only``: prepared as before class, then the app's rows only)."""
+def coco_environment(temporary: Path) -> dict:
+    """The environment of every run: this checkout first on the path, the COCO-sized folder
+    (:func:`coco_folder`), a cache in ``temporary`` and no ``CAPSTONE_MODEL``."""
+    environment = {**os.environ, "CAPSTONE_DATASET": "coco",
+                   "CAPSTONE_CACHE": str(temporary / "cache"),
+                   "PYTHONPATH": os.pathsep.join(
+                       filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    environment.pop("CAPSTONE_MODEL", None)
+    environment["CAPSTONE_DATA_DIR"] = str(coco_folder(temporary, environment))
+    return environment
+
+
+def prepare_class(environment: dict) -> tuple[dict, dict]:
+    """What an instructor runs before class: the first read, ``train --preset class`` and a
+    search (the database); the first two measured."""
     capstone = [sys.executable, "-m", "capstone"]
     first_read = measured([*capstone, "data"], environment)
     prepared = measured([*capstone, "train", "--preset", "class"], environment)
     measured([*capstone, "search", "a red boat"], environment)
+    return first_read, prepared
+
+
+def notebook_rows(environment: dict, notebooks: list[Path]) -> tuple[list[dict], list[str]]:
+    """Each notebook as shipped, top to bottom in a fresh kernel: budget rows and a Markdown
+    table (wall, CPU, peak RSS, the load average before and after)."""
+    rows = []
+    lines = ["| notebook | wall | CPU | peak RSS | load before / after |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as executed:
+        for notebook in notebooks:
+            name, before = notebook.stem, load_average()
+            try:  # a generous cell timeout: the machine may be shared
+                run = measured([sys.executable, "-m", "capstone.notebooks", "run", "--timeout",
+                                "3600", "--out", executed, str(notebook)], environment)
+            except RuntimeError as error:
+                lines.append(f"| {name} | failed | | | {before} / {load_average()} |")
+                rows.append({"stage": f"notebook {name}", "baseline": NOTEBOOK_BUDGET_MB,
+                             "ours": None, "ratio": None, "unit": "MB",
+                             "error": str(error).splitlines()[-1][:300]})
+                continue
+            over = run["peak_mb"] > NOTEBOOK_BUDGET_MB or (
+                name.startswith("04") and run["wall_s"] > NOTEBOOK_04_BUDGET_S)
+            lines.append(f"| {name} | {_clock(run['wall_s'])} | {_clock(run['cpu_s'])} | "
+                         f"{run['peak_mb']:,.0f} MB{' (over budget)' if over else ''} | "
+                         f"{before} / {load_average()} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+            rows.append(budget_row(f"notebook {name}: peak RSS", NOTEBOOK_BUDGET_MB,
+                                   run["peak_mb"], "MB",
+                                   f"{run['wall_s']:.0f} s wall, {run['cpu_s']:.0f} s CPU"))
+            if name.startswith("04"):
+                rows.append(budget_row(f"notebook {name}: wall time", NOTEBOOK_04_BUDGET_S,
+                                       run["wall_s"], "s", f"{run['cpu_s']:.0f} s CPU"))
+    return rows, lines
+
+
+def class_rows(environment: dict, app_only: bool = False) -> tuple[list[dict], list[str]]:
+    """Every row and the report's lines, on the prepared folder of ``environment``
+    (``app_only``: prepared as before class, then the app's rows only)."""
+    capstone = [sys.executable, "-m", "capstone"]
+    first_read, prepared = prepare_class(environment)
     if app_only:
         rows, report = app_rows(environment)
         return rows, [*before_class_lines(first_read, prepared, None), "", *report]
@@ -97,29 +149,10 @@ def class_rows(environment: dict, app_only: bool = False) -> tuple[list[dict], l
     rows = [budget_row("train --epochs 1 (default preset): peak RSS", TRAIN_BUDGET_MB,
                        trained["peak_mb"], "MB",
                        f"{trained['wall_s']:.0f} s wall, {trained['cpu_s']:.0f} s CPU")]
-    lines = ["| notebook | wall | CPU | peak RSS |", "|---|---|---|---|"]
     notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) + [ROOT / "notebooks" /
                                                                      "app.ipynb"]
-    with tempfile.TemporaryDirectory() as executed:
-        for notebook in notebooks:
-            name = notebook.stem
-            try:  # a generous cell timeout: the machine may be shared
-                run = measured([sys.executable, "-m", "capstone.notebooks", "run", "--timeout",
-                                "3600", "--out", executed, str(notebook)], environment)
-            except RuntimeError as error:
-                lines.append(f"| {name} | failed | | |")
-                rows.append({"stage": f"notebook {name}", "baseline": NOTEBOOK_BUDGET_MB,
-                             "ours": None, "ratio": None, "unit": "MB",
-                             "error": str(error).splitlines()[-1][:300]})
-                continue
-            lines.append(f"| {name} | {_clock(run['wall_s'])} | {_clock(run['cpu_s'])} | "
-                         f"{run['peak_mb']:,.0f} MB |")
-            rows.append(budget_row(f"notebook {name}: peak RSS", NOTEBOOK_BUDGET_MB,
-                                   run["peak_mb"], "MB",
-                                   f"{run['wall_s']:.0f} s wall, {run['cpu_s']:.0f} s CPU"))
-            if name.startswith("04"):
-                rows.append(budget_row(f"notebook {name}: wall time", NOTEBOOK_04_BUDGET_S,
-                                       run["wall_s"], "s", f"{run['cpu_s']:.0f} s CPU"))
+    notebook, lines = notebook_rows(environment, notebooks)
+    rows += notebook
     measured([*capstone, "search", "a red boat"], environment)  # notebook 4 saved a new model
     app, app_report = app_rows(environment)
     rows += app
@@ -205,6 +238,10 @@ def _clock(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def rows(app_only: bool = False) -> list[dict]:
     """Every row (see the module docstring); writes and prints the class report.
 
@@ -212,21 +249,14 @@ def rows(app_only: bool = False) -> list[dict]:
     class, then only the app's rows (a few minutes, where every notebook takes an hour here).
     """
     with tempfile.TemporaryDirectory() as temporary:
-        temporary = Path(temporary)
-        environment = {**os.environ, "CAPSTONE_DATASET": "coco",
-                       "CAPSTONE_CACHE": str(temporary / "cache"),
-                       "PYTHONPATH": os.pathsep.join(
-                           filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        environment.pop("CAPSTONE_MODEL", None)
-        environment["CAPSTONE_DATA_DIR"] = str(coco_folder(temporary, environment))
+        environment = coco_environment(Path(temporary))
         started = time.perf_counter()
         found, report = class_rows(environment, app_only)
     command = ("python benchmarks/bench_class.py --app-only" if app_only
                else "python benchmarks/run.py --only class")
     header = [f"# Class report (`{command}`, "
               f"{time.perf_counter() - started:.0f} s)", "",
-              f"Machine: {os.cpu_count()} cores, load average "
-              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} at the end.", ""]
+              f"Machine: {os.cpu_count()} cores, load average {load_average()} at the end.", ""]
     text = "\n".join(header + report) + "\n"
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text, encoding="utf-8")

@@ -66,7 +66,6 @@ SEARCH_MEMORY_TARGET = 1.6  # 0.95-1.03 GB before, at most 600 MB after
 KERNEL_MEMORY_TARGET = 1.2
 TRAIN_MEMORY_TARGET = 1.15  # 1.1 GB before, at most 900 MB after
 EPOCH_TARGET = 2.0
-NOTEBOOK_BUDGET_MB, NOTEBOOK_04_BUDGET_S = 800, 120  # issue 19: a student's share of 8 GB
 RUN_TARGET = 5.0  # 30 default epochs (5.5 min) against the class preset's (within 3 min)
 
 
@@ -287,54 +286,27 @@ def rows() -> list[dict]:
 
 
 # -- the notebooks as shipped --------------------------------------------------------------------
-def clock(seconds: float) -> str:
-    """``12.3 s`` or ``m:ss.s``."""
-    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}:{seconds % 60:04.1f}"
-
-
-def load_average() -> str:
-    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
-
-
 def notebook_table(prefixes=()) -> str:
     """Each notebook (or those starting with ``prefixes``) as shipped at COCO's size: a Markdown
-    table of wall time, CPU time and peak RSS, with the load average before and after."""
+    table of wall time, CPU time and peak RSS, with the load average before and after (measured
+    by the class report's :func:`bench_class.notebook_rows`)."""
+    from bench_class import coco_environment, notebook_rows, prepare_class
+
     notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
     notebooks = [path for path in notebooks if not prefixes or path.name.startswith(prefixes)]
     with tempfile.TemporaryDirectory() as temporary:
-        temporary = Path(temporary)
-        environment = {**os.environ, "CAPSTONE_DATASET": "coco",
-                       "CAPSTONE_CACHE": str(temporary / "cache"),
-                       "PYTHONPATH": os.pathsep.join(
-                           filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        environment.pop("CAPSTONE_MODEL", None)
-        folder = os.environ.get("CAPSTONE_BENCH_COCO")
-        if not folder:
-            folder = str(temporary / "coco")
-            subprocess.run([sys.executable, "-m", "capstone", "sample", "--out", folder,
-                            "--images", str(N_IMAGES)], check=True, env=environment,
-                           stdout=subprocess.DEVNULL)
-        environment["CAPSTONE_DATA_DIR"] = folder
+        environment = coco_environment(Path(temporary))
         if any(path.name.startswith("05") for path in notebooks):  # 05 uses the saved model
-            for command in (["data"], ["train", "--preset", "class"], ["search", "a red boat"]):
-                run_child(f"from capstone.apps.cli import main; main({command!r})", environment)
-        lines = ["| notebook | wall | CPU | peak RSS | load before / after |", "|---|---|---|---|---|"]
-        for path in notebooks:
-            before = load_average()
-            code = ("import sys; from capstone.apps.notebooks import main; sys.exit(main(['run', "
-                    f"'--timeout', '3600', '--out', {str(temporary / 'run')!r}, {str(path)!r}]))")
-            wall, cpu, peak = run_child(code, environment)
-            over = peak > NOTEBOOK_BUDGET_MB or (path.name.startswith("04")
-                                                 and wall > NOTEBOOK_04_BUDGET_S)
-            lines.append(f"| {path.stem} | {clock(wall)} | {clock(cpu)} | {peak:,.0f} MB"
-                         f"{' (over budget)' if over else ''} | {before} / {load_average()} |")
-            print(lines[-1], file=sys.stderr, flush=True)
+            prepare_class(environment)
+        _, lines = notebook_rows(environment, notebooks)
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
     if sys.argv[1:2] == ["--notebooks"]:
+        from bench_class import NOTEBOOK_04_BUDGET_S, NOTEBOOK_BUDGET_MB
+
         print(f"{N_IMAGES:,} images (CAPSTONE_BENCH_COCO or generated), GloVe 50-d, "
               f"{os.cpu_count()} cores; budgets {NOTEBOOK_BUDGET_MB} MB each, notebook 04 "
               f"{NOTEBOOK_04_BUDGET_S} s wall\n")
