@@ -45,7 +45,7 @@ from tornado.websocket import websocket_connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_helpers import free_port  # noqa: E402
 
-from capstone.apps.loadtest import kernel_processes  # noqa: E402
+from capstone.apps.loadtest import kernel_processes, stop_server  # noqa: E402
 from capstone.apps.server import v1_framing_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,19 +113,7 @@ class VoilaServer:
 
     def stop(self, timeout: float = 15) -> list[psutil.Process]:
         """Stop the server and its kernels; return the processes still alive."""
-        processes = [self.ps, *self.kernels()]
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()  # a blocked event loop never handles SIGTERM
-                self.process.wait(timeout)
-        _, alive = psutil.wait_procs(processes, timeout=timeout)
-        for process in alive:  # kernels in their own session, orphaned by a SIGKILL
-            process.kill()
-        _, alive = psutil.wait_procs(alive, timeout=timeout)
-        return alive
+        return stop_server(self.process, [self.ps, *self.kernels()], timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -134,19 +134,33 @@ class Server:
 
     def stop(self, timeout: float = 20) -> None:
         """Stop the server and its kernels (SIGTERM, then SIGKILL to the group)."""
-        import psutil
+        stop_server(self.process, [self.ps, *self.kernels()], timeout)
 
-        processes = [self.ps, *self.kernels()]
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+
+def stop_server(process, processes: list, timeout: float) -> list:
+    """Stop a server started in its own process group (``process``, a ``subprocess.Popen``) and
+    ``processes`` (psutil: the server and its kernels); return those still alive after that.
+
+    SIGTERM first; a server whose event loop is blocked never handles it, so its group gets
+    SIGKILL; kernels in their own session, orphaned by that, are killed one by one.
+    """
+    import psutil
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
             try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout)
-        _, alive = psutil.wait_procs(processes, timeout=timeout)
-        for process in alive:
-            process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout)
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for each in alive:
+        each.kill()
+    _, alive = psutil.wait_procs(alive, timeout=timeout)
+    return alive
 
 
 def kernel_processes(process) -> list:
