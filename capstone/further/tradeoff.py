@@ -41,7 +41,7 @@ def clustered_embeddings(n: int = 20_000, dim: int = 50, *, n_queries: int = 200
     return draw(n), draw(n_queries)
 
 
-def exact_neighbours(data, queries, k: int = 10, *, chunk: int = 20) -> np.ndarray:
+def exact_neighbours(data, queries, k: int = 10, *, chunk: int = 4) -> np.ndarray:
     """``(n_queries, k)`` rows of each query's ``k`` highest cosines, best first.
 
     Scored ``chunk`` queries at a time, so the scores take ``chunk * n`` floats, not one per
