@@ -30,7 +30,7 @@ SPACES = ("semantic", "features")  # capstone.course.database.SPACES
 NEGATIVES = ("hard", "random")  # capstone.course.triples.NEGATIVES
 EMBEDDERS = ("linear", "mlp")  # capstone.further.embedders.EMBEDDERS
 LOSSES = ("margin", "contrastive", "contrastive-both")  # capstone.further.losses.LOSSES
-WEIGHTINGS = ("idf", "mean", "sif")  # capstone.further.sif.WEIGHTINGS
+WEIGHTINGS = ("idf", "mean", "sif")  # capstone.course.train.WEIGHTINGS
 TEXT_MAPS = ("none", "linear")  # capstone.further.textmap.TEXT_MAPS
 PRESET_HELP = ("settings: default (tuned on the sample), course (the course's) or class (COCO "
                "size within a class period; see the README)")
@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--text-map", choices=TEXT_MAPS,
                          help="the text side: none (se_text as taught) or linear (a map of "
                          "se_text trained with the image map; needs a contrastive loss)")
-    command.add_argument("--weighting", choices=WEIGHTINGS, default="idf",
-                         help="caption word weights: idf (default), mean or sif")
+    command.add_argument("--weighting", choices=WEIGHTINGS,
+                         help="caption word weights: idf (as the course teaches), mean or sif "
+                         "(default: the preset's; the default preset's is mean)")
     command.set_defaults(func=train_command)
 
     command = commands.add_parser(
@@ -324,8 +325,6 @@ def sample_command(args) -> int:
 def train_command(args) -> int:
     """``train``: train, save, print one JSON line of metrics; all else goes to stderr."""
     from capstone.data.dataset import load_dataset
-    from capstone.further.sif import fit_text_weighted
-    from capstone.data.glove import load_glove
     from capstone.data.model import check_model_path
     from capstone.course.train import resolve_settings
     from capstone.pipeline.training import train
@@ -334,18 +333,13 @@ def train_command(args) -> int:
     out = check_model_path(args.out or paths.default_model_path(args.dataset), writable=True)
     changes = {name: getattr(args, name) for name in (
         "epochs", "negatives", "seed", "embedder", "hidden", "loss", "temperature", "margin",
-        "batch_size", "standardize", "text_map")}
-    if args.weighting == "sif":  # a text map maps idf or mean sums, not SIF's
-        changes["text_map"] = changes["text_map"] or "none"
+        "batch_size", "standardize", "text_map", "weighting")}
     settings = resolve_settings(args.preset, **changes)  # bad settings: refused before any data
     # One training at a time writes `out`: the model this run reports is the one in the file.
     with contextlib.redirect_stdout(sys.stderr), writer_lock(out):
         dataset = load_dataset(args.dataset)
-        text = None
-        if args.weighting != "idf":
-            text = fit_text_weighted(dataset, load_glove(dataset.glove_name), args.weighting)
         progress = sys.stderr.isatty()  # bars on a terminal; else a line per epoch (a log)
-        model, history = train(dataset, args.preset, text=text, out=out, live=False, plot=False,
+        model, history = train(dataset, args.preset, out=out, live=False, plot=False,
                                progress=progress, **changes,
                                on_epoch=None if progress else epoch_printer(settings.epochs))
     if not history.kept and not history.interrupted:

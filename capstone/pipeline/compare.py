@@ -1,8 +1,8 @@
 """Models side by side: trained against untrained, ridge and chance; training variants.
 
 :func:`compare` is ``evaluate --compare`` and notebook 4's table. Notebook 6 and
-``benchmarks/compare_defaults.py`` call :func:`compare_variants`: each variant
-is a set of :class:`capstone.course.train.Settings` changes (and optionally a text ``weighting``),
+``benchmarks/compare_defaults.py`` call :func:`compare_variants`: each variant is a set of
+:class:`capstone.course.train.Settings` changes (``weighting``: how captions are embedded),
 trained with each seed and evaluated on the validation images; the ridge map of each text
 weighting is a row too. Every number is measured when the function runs.
 """
@@ -112,13 +112,21 @@ VARIANTS = {
     "linear, contrastive, standardised, sif": dict(CONTRASTIVE, embedder="linear",
                                                    standardize=True, weighting="sif"),
     "linear, contrastive, standardised, text map": dict(
-        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear"),
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="identity"),
     "linear, contrastive, standardised, text map from CCA": dict(
         CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
         text_map_init="cca"),
     "linear, contrastive, standardised, text map from CCA, mean weighting": dict(
         CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
         text_map_init="cca", weighting="mean"),
+    "linear, contrastive, standardised, text map from CCA, temperature 0.2": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="cca", temperature=0.2),
+    # the default preset (capstone.course.train.PRESETS["default"])
+    "linear, contrastive, standardised, text map from CCA, mean weighting, temperature 0.2": dict(
+        CONTRASTIVE, embedder="linear", standardize=True, text_map="linear",
+        text_map_init="cca", weighting="mean", temperature=0.2),
 }
 
 
@@ -135,8 +143,9 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
     seeds : sequence of int
         Training seeds (the train/validation split stays the dataset's).
     ridge : bool
-        Add a ``ridge`` row (``ridge, sif`` etc. for other weightings) and, for the IDF
-        weighting, a ``cca`` row (:mod:`capstone.further.cca`); neither has a seed.
+        Add a ``ridge`` row (``ridge, sif`` etc. for other weightings) and, for the IDF and
+        mean weightings, a ``cca`` row (``cca, mean``; :mod:`capstone.further.cca`); neither
+        has a seed.
     report : callable, optional
         Called with ``(name, row)`` as each row is done (e.g. ``print``).
     extra : callable, optional
@@ -170,12 +179,13 @@ def compare_variants(dataset, variants=None, *, seeds=(0,), glove=None, ridge=Tr
                 rows[key] = summarise([measure(fit_ridge(dataset, texts[weighting]))])
                 if report:
                     report(key, rows[key])
-                if weighting == "idf":
-                    closed = SearchModel(cca_map(dataset, texts["idf"]), texts["idf"],
+                if weighting != "sif":  # CCA's text side is linear: no SIF
+                    key = "cca" if weighting == "idf" else f"cca, {weighting}"
+                    closed = SearchModel(cca_map(dataset, texts[weighting]), texts[weighting],
                                          {"dataset": dataset.name})
-                    rows["cca"] = summarise([measure(closed)])
+                    rows[key] = summarise([measure(closed)])
                     if report:
-                        report("cca", rows["cca"])
+                        report(key, rows[key])
         runs = []
         for seed in seeds:
             started = time.perf_counter()

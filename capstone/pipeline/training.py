@@ -30,6 +30,7 @@ from capstone.data.paths import default_model_path
 from capstone.further.cca import start_text_map
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
+from capstone.further.sif import SIFTextEmbedder
 from capstone.files import notice
 from capstone.pipeline.calibration import ImageWords, calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
@@ -100,7 +101,8 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
         Or a preset's name (``preset=`` is the same; default ``"default"``), changed by
         ``**changes`` (e.g. ``epochs=3``).
     text : capstone.course.text.TextEmbedder, optional
-        By default fitted on the training captions with ``glove`` (by default the dataset's).
+        By default fitted on the training captions with ``glove`` (by default the dataset's),
+        weighted as the settings say; a given one's weighting replaces the settings'.
     out : path-like or False, optional
         Where each improving epoch is saved (default: the dataset's model path; ``False``: not
         saved); a bad path is refused before training.
@@ -125,7 +127,10 @@ def train(dataset=None, settings=None, *, text=None, glove=None, out=None, plot=
     settings = resolve_settings(chosen, **changes)
     dataset = load_dataset(dataset) if dataset is None or isinstance(dataset, str) else dataset
     out = None if out is False else default_model_path(dataset.name) if out is None else out
-    text = text if text is not None else fit_text(dataset, glove)
+    if text is None:
+        text = fit_text(dataset, glove, settings.weighting)
+    elif text.weighting != settings.weighting:  # the settings kept say how captions were embedded
+        settings = settings.replace(weighting=text.weighting)
     started = time.perf_counter()
     if caption_embeddings is None:
         caption_embeddings = text.embed(dataset.captions)
@@ -226,10 +231,13 @@ def one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def fit_text(dataset, glove=None) -> TextEmbedder:
-    """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only."""
+def fit_text(dataset, glove=None, weighting="idf") -> TextEmbedder:
+    """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only
+    (``weighting``: ``"idf"``, ``"mean"`` or ``"sif"``, :mod:`capstone.further.sif`)."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
     mask = dataset.train_captions_mask
     captions = (dataset.captions[mask] if isinstance(dataset.captions, Texts)  # no str copies
                 else [text for text, keep in zip(dataset.captions, mask) if keep])
-    return TextEmbedder.fit(captions, glove, dataset.glove_name)
+    if weighting == "sif":
+        return SIFTextEmbedder.fit(captions, glove, dataset.glove_name)
+    return TextEmbedder.fit(captions, glove, dataset.glove_name, weighting=weighting)
