@@ -349,6 +349,32 @@ def test_the_tradeoff_measures_recall_against_the_exact_neighbours():
     assert figure.axes[0].get_xscale() == "log"
 
 
+def test_the_exact_neighbours_are_the_same_scored_in_chunks_and_the_data_is_float32():
+    from capstone.further.tradeoff import clustered_embeddings, exact_neighbours
+
+    data, queries = clustered_embeddings(n=3000, dim=8, n_queries=25, n_clusters=5, chunk=700)
+    assert data.dtype == queries.dtype == np.float32 and data.shape == (3000, 8)
+    assert np.allclose(np.linalg.norm(data, axis=1), 1, atol=1e-5)
+    plain = np.argsort(-(queries @ data.T), axis=1, kind="stable")[:, :5]
+    assert np.array_equal(exact_neighbours(data, queries, 5, chunk=7), plain)
+
+
+def test_the_tradeoff_plot_names_every_point_without_overlapping_names():
+    from capstone.further.tradeoff import plot_labels, plot_tradeoff
+
+    same = {"recall": 0.9, "latency_ms": 1.0, "build_s": 2.0}  # three points in one place
+    rows = [{"kind": "exact", "recall": 1.0, "latency_ms": 3.0, "build_s": 0.0},
+            {"kind": "a", **same}, {"kind": "b", **same}, {"kind": "c", **same}]
+    figure = plot_tradeoff(rows)
+    assert plot_labels(figure) == ["exact", "a", "b", "c"]
+    figure.canvas.draw()
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(text) for text in figure.axes[0].texts]  # the text, no line
+    assert len(boxes) == 4
+    assert not any(one.overlaps(other) for i, one in enumerate(boxes) for other in boxes[i + 1:])
+
+
 def test_the_default_preset_is_the_contrastive_loss_on_standardised_features():
     default = PRESETS["default"]
     assert (default.loss, default.standardize, default.embedder) == ("contrastive", True, "linear")
@@ -357,7 +383,8 @@ def test_the_default_preset_is_the_contrastive_loss_on_standardised_features():
 
 
 def test_the_tradeoff_measures_a_built_index_again_visiting_less():
-    from capstone.further.tradeoff import clustered_embeddings, measure_indexes, plot_tradeoff
+    from capstone.further.tradeoff import (clustered_embeddings, measure_indexes, plot_labels,
+                                           plot_tradeoff)
 
     data, queries = clustered_embeddings(n=2000, dim=16, n_queries=30, n_clusters=20)
     built = []
@@ -370,8 +397,7 @@ def test_the_tradeoff_measures_a_built_index_again_visiting_less():
                            visit_less={"half": {"keep": 0.1}})
     assert built == ["half"] and [row["kind"] for row in rows] == ["half", "half, keep=0.1"]
     assert rows[1]["recall"] < rows[0]["recall"] and rows[1]["build_s"] == rows[0]["build_s"]
-    legend = plot_tradeoff(rows).axes[0].get_legend()
-    assert [text.get_text().split(":")[0] for text in legend.get_texts()] == ["half", "half, keep=0.1"]
+    assert plot_labels(plot_tradeoff(rows)) == ["half", "half, keep=0.1"]  # by recall, top first
 
 
 # -- what the notebooks pass in to stay within a student's memory (issue 19) -----------------------
