@@ -217,6 +217,24 @@ def test_a_damaged_features_cache_is_rebuilt(tmp_path):
             np.testing.assert_array_equal(arrays["features"], features), kind
 
 
+def test_a_features_cache_with_one_changed_byte_is_rebuilt_saying_so(tmp_path, capsys):
+    # 64 images: the features member is larger than zipfile's first read, so only the
+    # checksum over the bytes read straight into the array can tell
+    image_ids = list(range(1, 65))
+    write_coco(tmp_path, {i: ["a"] for i in image_ids}, feature_ids=image_ids)
+    _, features = load_features(tmp_path / FEATURES_FILE)
+    cache = tmp_path / "resnet18_features.npz"
+    blob = bytearray(cache.read_bytes())
+    at = blob.find(features[40].tobytes())
+    assert at > 0
+    blob[at + 1] ^= 0x01  # a small change of one value: still finite, still in range
+    cache.write_bytes(bytes(blob))
+    capsys.readouterr()
+    _, again = load_features(tmp_path / FEATURES_FILE)
+    np.testing.assert_array_equal(again, features)
+    assert "fails its checksum): rebuilt it from" in capsys.readouterr().err
+
+
 def write_word2vec(path, words, vectors):
     rows = [f"{word} " + " ".join(f"{x:.6f}" for x in row) for word, row in zip(words, vectors)]
     path.write_text(f"{len(words)} {vectors.shape[1]}\n" + "\n".join(rows) + "\n")

@@ -13,8 +13,10 @@ import hashlib
 import math
 import os
 import pickle
+import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +72,7 @@ def read_npz(path: os.PathLike | str, what: str, remedy: str, names=None) -> dic
             for info in archive.infolist():
                 name = info.filename[: -len(".npy")]
                 if info.filename.endswith(".npy") and (wanted is None or wanted(name)):
-                    arrays[name] = _read_member(archive, info, size)
+                    arrays[name] = _read_member(archive, info, path, size)
         return arrays
     except NpzFault as fault:
         raise DataError(f"{path} {fault}, so it is not {what}; {remedy}") from None
@@ -88,8 +90,13 @@ class NpzFault(ValueError):
 MAX_NPY_HEADER, READ_CHUNK = 10_000, 16 * 2**20
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int) -> np.ndarray:
-    """One member's array, after checking its header against the bytes the file holds."""
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
+                 file_size: int) -> np.ndarray:
+    """One member's array, after checking its header against the bytes the file holds.
+
+    The array's bytes go from the file straight into the array (one copy, not zipfile's two),
+    and the member's CRC-32 is checked over them, as zipfile does.
+    """
     member = info.filename
     if info.compress_type != zipfile.ZIP_STORED:
         raise NpzFault(f"holds a compressed member {member} (capstone writes plain .npz files)")
@@ -102,20 +109,37 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int
         if read_header is None:
             raise NpzFault(f"is damaged (its member {member} has .npy version {version})")
         shape, fortran, dtype = read_header(stream, max_header_size=MAX_NPY_HEADER)
-        if dtype.hasobject:
-            raise NpzFault("holds Python objects")
-        count = math.prod(shape)  # a Python int: no overflow
-        nbytes = count * dtype.itemsize
-        if nbytes > info.file_size - stream.tell():
-            raise NpzFault(f"is damaged (its member {member} claims {count:,} values of {dtype}, "
-                           f"more than the file holds)")
-        array = np.empty(count, dtype=dtype)
-        flat = array.view(np.uint8)
-        for start in range(0, nbytes, READ_CHUNK):  # in chunks: no second copy of a big array
-            data = stream.read(min(READ_CHUNK, nbytes - start))
-            if len(data) != min(READ_CHUNK, nbytes - start):
-                raise NpzFault(f"is damaged (its member {member} is cut short)")
-            flat[start : start + len(data)] = np.frombuffer(data, np.uint8)
+        header_size = stream.tell()
+    if dtype.hasobject:
+        raise NpzFault("holds Python objects")
+    count = math.prod(shape)  # a Python int: no overflow
+    nbytes = count * dtype.itemsize
+    if nbytes > info.file_size - header_size:
+        raise NpzFault(f"is damaged (its member {member} claims {count:,} values of {dtype}, "
+                       f"more than the file holds)")
+    array = np.empty(count, dtype=dtype)
+    cut_short = NpzFault(f"is damaged (its member {member} is cut short)")
+    with open(path, "rb") as file:
+        file.seek(info.header_offset)  # the member's local header: where its bytes start
+        local = file.read(zipfile.sizeFileHeader)
+        if len(local) != zipfile.sizeFileHeader:
+            raise cut_short
+        fields = struct.unpack(zipfile.structFileHeader, local)
+        if fields[0] != zipfile.stringFileHeader:  # 0: signature; 10, 11: name, extra lengths
+            raise NpzFault(f"is damaged (its member {member} has no local header)")
+        file.seek(info.header_offset + zipfile.sizeFileHeader + fields[10] + fields[11])
+        head = file.read(header_size)
+        if file.readinto(memoryview(array.view(np.uint8))) != nbytes or len(head) != header_size:
+            raise cut_short
+        crc = zlib.crc32(array.view(np.uint8), zlib.crc32(head))
+        rest = info.file_size - header_size - nbytes  # bytes after the array, if any
+        while rest > 0:
+            data = file.read(min(READ_CHUNK, rest))
+            if not data:
+                raise cut_short
+            crc, rest = zlib.crc32(data, crc), rest - len(data)
+    if crc != info.CRC:
+        raise NpzFault(f"is damaged (its member {member} fails its checksum)")
     if fortran:
         return array.reshape(shape[::-1]).transpose()
     return array.reshape(shape)
@@ -299,6 +323,13 @@ def _usable_rows(features: np.ndarray, chunk: int = 16_384) -> np.ndarray:
     return usable
 
 
+def _all_usable(features: np.ndarray) -> bool:
+    """Whether every value is finite and within :data:`MAX_FEATURE`: two reductions, no copy
+    (NaN makes both comparisons false), where :func:`_usable_rows` takes 3-4 times as long."""
+    return bool(len(features) == 0 or (-MAX_FEATURE <= features.min()
+                                       and features.max() <= MAX_FEATURE))
+
+
 def load_feature_ids(path: os.PathLike | str, remedy: str = "") -> np.ndarray:
     """The sorted image ids of a features file, leaving the features on disk.
 
@@ -374,7 +405,7 @@ def _read_features_cache(cache: Path, stamp: np.ndarray) -> tuple:
     if (not _sorted_ids(image_ids) or nonfinite_ids.dtype != np.int64
             or features.dtype != np.float32 or features.shape != (len(image_ids), FEATURE_DIM)):
         return None, "is damaged (its arrays do not fit together)"
-    if not _usable_rows(features).all():
+    if not _all_usable(features):  # read on every load: the whole array at once
         return None, "is damaged (it holds NaN, infinite or huge features)"
     return (image_ids, features, nonfinite_ids), None
 
