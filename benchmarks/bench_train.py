@@ -28,7 +28,7 @@ N_IMAGES, N_CAPTIONS, DIM, N_CANDIDATES = 82_612, 414_113, 200, 25
 LOOP_CAPTIONS = 3_000
 # Vectorised triples at least 2x the per-caption loop. Both spend most of their time gathering
 # 25 random rows of the image-text matrix per caption (0.24 of 0.28 s per 32,768 captions,
-# vectorised), which a loop does at the same memory speed: 2.4-2.6x measured. The 9.5-47x of
+# vectorised), which a loop does at the same memory speed: 2.4-4.3x in three runs. The 9.5-47x of
 # earlier runs scaled the matrix's one-off computation 110-fold into the baseline.
 TRIPLES_TARGET = 2.0
 EPOCH_TARGET = 0.2  # MyNN + mygrad + noggin within 5x of the bare NumPy arithmetic
