@@ -72,7 +72,7 @@ def read_npz(path: os.PathLike | str, what: str, remedy: str, names=None) -> dic
             for info in archive.infolist():
                 name = info.filename[: -len(".npy")]
                 if info.filename.endswith(".npy") and (wanted is None or wanted(name)):
-                    arrays[name] = _read_member(archive, info, path, size)
+                    arrays[name] = _read_member(info, path, size)
         return arrays
     except NpzFault as fault:
         raise DataError(f"{path} {fault}, so it is not {what}; {remedy}") from None
@@ -90,34 +90,17 @@ class NpzFault(ValueError):
 MAX_NPY_HEADER, READ_CHUNK = 10_000, 16 * 2**20
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
-                 file_size: int) -> np.ndarray:
+def _read_member(info: zipfile.ZipInfo, path: Path, file_size: int) -> np.ndarray:
     """One member's array, after checking its header against the bytes the file holds.
 
-    The array's bytes go from the file straight into the array (one copy, not zipfile's two),
-    and the member's CRC-32 is checked over them, as zipfile does.
+    Read from the file itself: the array's bytes go straight into the array (one copy, not
+    zipfile's two), and the member's CRC-32 is checked over what was read, as zipfile does.
     """
     member = info.filename
     if info.compress_type != zipfile.ZIP_STORED:
         raise NpzFault(f"holds a compressed member {member} (capstone writes plain .npz files)")
     if info.file_size > file_size or info.compress_size != info.file_size:
         raise NpzFault(f"is damaged (its member {member} claims more bytes than the file holds)")
-    with archive.open(info) as stream:
-        version = np.lib.format.read_magic(stream)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise NpzFault(f"is damaged (its member {member} has .npy version {version})")
-        shape, fortran, dtype = read_header(stream, max_header_size=MAX_NPY_HEADER)
-        header_size = stream.tell()
-    if dtype.hasobject:
-        raise NpzFault("holds Python objects")
-    count = math.prod(shape)  # a Python int: no overflow
-    nbytes = count * dtype.itemsize
-    if nbytes > info.file_size - header_size:
-        raise NpzFault(f"is damaged (its member {member} claims {count:,} values of {dtype}, "
-                       f"more than the file holds)")
-    array = np.empty(count, dtype=dtype)
     cut_short = NpzFault(f"is damaged (its member {member} is cut short)")
     with open(path, "rb") as file:
         file.seek(info.header_offset)  # the member's local header: where its bytes start
@@ -127,9 +110,26 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
         fields = struct.unpack(zipfile.structFileHeader, local)
         if fields[0] != zipfile.stringFileHeader:  # 0: signature; 10, 11: name, extra lengths
             raise NpzFault(f"is damaged (its member {member} has no local header)")
-        file.seek(info.header_offset + zipfile.sizeFileHeader + fields[10] + fields[11])
+        start = info.header_offset + zipfile.sizeFileHeader + fields[10] + fields[11]
+        file.seek(start)
+        version = np.lib.format.read_magic(file)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise NpzFault(f"is damaged (its member {member} has .npy version {version})")
+        shape, fortran, dtype = read_header(file, max_header_size=MAX_NPY_HEADER)
+        header_size = file.tell() - start
+        if dtype.hasobject:
+            raise NpzFault("holds Python objects")
+        count = math.prod(shape)  # a Python int: no overflow
+        nbytes = count * dtype.itemsize
+        if nbytes > info.file_size - header_size:
+            raise NpzFault(f"is damaged (its member {member} claims {count:,} values of "
+                           f"{dtype}, more than the file holds)")
+        array = np.empty(count, dtype=dtype)
+        file.seek(start)
         head = file.read(header_size)
-        if file.readinto(memoryview(array.view(np.uint8))) != nbytes or len(head) != header_size:
+        if file.readinto(memoryview(array.view(np.uint8))) != nbytes:
             raise cut_short
         crc = zlib.crc32(array.view(np.uint8), zlib.crc32(head))
         rest = info.file_size - header_size - nbytes  # bytes after the array, if any

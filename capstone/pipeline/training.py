@@ -23,14 +23,13 @@ from capstone.course.evaluate import evaluate, held_out_images, query_captions
 from capstone.course.text import TextEmbedder
 from capstone.course.train import make_optimizer, resolve_settings, train_epoch, validation_metrics
 from capstone.course.triples import epoch_triples, validation_triples
-from capstone.data.captions import Texts
 from capstone.data.dataset import load_dataset
 from capstone.data.glove import load_word_vectors
 from capstone.data.paths import default_model_path
 from capstone.further.cca import start_text_map
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
-from capstone.further.sif import SIFTextEmbedder
+from capstone.further.sif import fit_text_weighted
 from capstone.files import notice
 from capstone.pipeline.calibration import ImageWords, calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
@@ -233,11 +232,7 @@ def one_blas_thread() -> None:
 
 def fit_text(dataset, glove=None, weighting="idf") -> TextEmbedder:
     """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only
-    (``weighting``: ``"idf"``, ``"mean"`` or ``"sif"``, :mod:`capstone.further.sif`)."""
+    (``weighting``: ``"idf"``, ``"mean"`` or ``"sif"``, :func:`capstone.further.sif.
+    fit_text_weighted`), with the dataset's word vectors unless ``glove`` is given."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    mask = dataset.train_captions_mask
-    captions = (dataset.captions[mask] if isinstance(dataset.captions, Texts)  # no str copies
-                else [text for text, keep in zip(dataset.captions, mask) if keep])
-    if weighting == "sif":
-        return SIFTextEmbedder.fit(captions, glove, dataset.glove_name)
-    return TextEmbedder.fit(captions, glove, dataset.glove_name, weighting=weighting)
+    return fit_text_weighted(dataset, glove, weighting)
