@@ -102,7 +102,12 @@ def text_embedder_class(arrays) -> type:
 
 def fit_text_weighted(dataset, glove, weighting: str = "idf") -> TextEmbedder:
     """A text embedder fitted on ``dataset``'s training captions: ``idf``, ``mean`` or ``sif``."""
-    captions = dataset.captions_where(dataset.train_captions_mask)
+    return fit_weighted(dataset.captions_where(dataset.train_captions_mask), glove,
+                        dataset.glove_name, weighting)
+
+
+def fit_weighted(captions, glove, glove_name: str, weighting: str = "idf") -> TextEmbedder:
+    """A text embedder fitted on ``captions``: ``idf``, ``mean`` or ``sif``."""
     if weighting == "sif":
-        return SIFTextEmbedder.fit(captions, glove, dataset.glove_name)
-    return TextEmbedder.fit(captions, glove, dataset.glove_name, weighting=weighting)
+        return SIFTextEmbedder.fit(captions, glove, glove_name)
+    return TextEmbedder.fit(captions, glove, glove_name, weighting=weighting)

@@ -29,7 +29,7 @@ from capstone.data.paths import default_model_path
 from capstone.further.cca import start_text_map
 from capstone.further.embedders import new_image_embedder
 from capstone.further.losses import loss_for
-from capstone.further.sif import fit_text_weighted
+from capstone.further.sif import fit_weighted
 from capstone.files import notice
 from capstone.pipeline.calibration import ImageWords, calibrate
 from capstone.pipeline.checkpoint import Checkpoint, epoch_record
@@ -233,6 +233,7 @@ def one_blas_thread() -> None:
 def fit_text(dataset, glove=None, weighting="idf") -> TextEmbedder:
     """A :class:`~capstone.course.text.TextEmbedder` fitted on the training captions only
     (``weighting``: ``"idf"``, ``"mean"`` or ``"sif"``, :func:`capstone.further.sif.
-    fit_text_weighted`), with the dataset's word vectors unless ``glove`` is given."""
+    fit_weighted`), with the dataset's word vectors unless ``glove`` is given."""
     glove = load_word_vectors(dataset.glove_name) if glove is None else glove  # no gensim
-    return fit_text_weighted(dataset, glove, weighting)
+    captions = dataset.captions_where(dataset.train_captions_mask)
+    return fit_weighted(captions, glove, dataset.glove_name, weighting)
